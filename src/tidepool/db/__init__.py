@@ -1,0 +1,1 @@
+"""tidepool.db: the CnosDB-compatible time-series database (engine, storage, SQL; the HTTP API lives in db.http)."""
