@@ -362,8 +362,6 @@ def _columns(points: list[_Point]) -> ParsedBatch:
             name=name,
             time=pa.array(times, pa.int64()),
             tags={k: pa.array(v, pa.string()) for k, v in tag_cols.items()},
-            fields={
-                k: (field_types[k], pa.array(v, field_types[k].arrow_type)) for k, v in field_cols.items()
-            },
+            fields={k: (field_types[k], pa.array(v, field_types[k].arrow_type)) for k, v in field_cols.items()},
         )
     return ParsedBatch(measurements, len(points))
