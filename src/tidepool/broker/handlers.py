@@ -1,0 +1,476 @@
+"""Handlers of the broker's own APIs: produce, fetch, offsets, metadata, topic admin, InitProducerId.
+
+Each handler reads a kio request entity of any advertised version and describes its response once as a nested
+dict; `codec.build` turns that into the entity of the request's version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from kio.index import load_response_schema
+from kio.schema.errors import ErrorCode
+
+from tidepool.broker.config import BrokerConfig
+from tidepool.broker.log.manager import LogManager, TopicError
+from tidepool.broker.log.partition import OffsetOutOfRange, PartitionLog
+from tidepool.broker.protocol.codec import api_versions_response, build
+from tidepool.broker.protocol.records import InvalidRecords, validate_produced
+from tidepool.logs import get_logger
+
+log = get_logger("broker")
+
+PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
+API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID = 18, 19, 20, 22
+DESCRIBE_CONFIGS, CREATE_PARTITIONS, DESCRIBE_CLUSTER = 32, 37, 60
+
+EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
+TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
+CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_STATIC_BROKER, CONFIG_SOURCE_DEFAULT = 1, 4, 5
+
+
+def _response(request: Any, api_key: int, data: dict[str, Any]) -> Any:
+    return build(load_response_schema(api_key, type(request).__version__), data)
+
+
+def _version(request: Any) -> int:
+    return int(type(request).__version__)
+
+
+class BrokerHandlers:
+    def __init__(self, config: BrokerConfig, logs: LogManager, cluster_id: str) -> None:
+        self.config = config
+        self.logs = logs
+        self.cluster_id = cluster_id
+        self.ranges: dict[int, tuple[int, int]] = {}
+        self._appended = asyncio.Event()
+        self._producer_epochs: dict[int, int] = {}
+
+    def table(self) -> dict[int, tuple[int, int, Any]]:
+        return {
+            PRODUCE: (3, 9, self.produce),
+            FETCH: (4, 12, self.fetch),
+            LIST_OFFSETS: (1, 7, self.list_offsets),
+            METADATA: (0, 12, self.metadata),
+            API_VERSIONS: (0, 4, self.api_versions),
+            CREATE_TOPICS: (2, 7, self.create_topics),
+            DELETE_TOPICS: (1, 6, self.delete_topics),
+            INIT_PRODUCER_ID: (0, 4, self.init_producer_id),
+            DESCRIBE_CONFIGS: (1, 4, self.describe_configs),
+            CREATE_PARTITIONS: (0, 3, self.create_partitions),
+            DESCRIBE_CLUSTER: (0, 1, self.describe_cluster),
+        }
+
+    # ---- ApiVersions ----------------------------------------------------------------------------------------
+
+    async def api_versions(self, header: Any, request: Any) -> Any:
+        return api_versions_response(_version(request), self.ranges)
+
+    # ---- Metadata -------------------------------------------------------------------------------------------
+
+    def _broker(self) -> dict[str, Any]:
+        return {
+            "node_id": self.config.node_id,
+            "broker_id": self.config.node_id,
+            "host": self.config.public_host,
+            "port": self.config.public_port,
+            "rack": None,
+        }
+
+    def _topic_metadata(self, name: str) -> dict[str, Any]:
+        topic = self.logs.topics[name]
+        node = self.config.node_id
+        partitions = [
+            {
+                "error_code": 0,
+                "partition_index": p,
+                "leader_id": node,
+                "leader_epoch": 0,
+                "replica_nodes": [node],
+                "isr_nodes": [node],
+                "offline_replicas": [],
+            }
+            for p in range(len(topic.partitions))
+        ]
+        return {
+            "error_code": 0,
+            "name": name,
+            "topic_id": topic.topic_id,
+            "is_internal": False,
+            "partitions": partitions,
+            "topic_authorized_operations": -2147483648,
+        }
+
+    async def metadata(self, header: Any, request: Any) -> Any:
+        version = _version(request)
+        requested = request.topics
+        if requested is None or (version == 0 and not requested):
+            names = sorted(self.logs.topics)
+            auto_create = False
+        else:
+            names = [t.name for t in requested]
+            auto_create = self.config.auto_create_topics and getattr(request, "allow_auto_topic_creation", True)
+        topics = []
+        for name in names:
+            if name is None:
+                topics.append({"error_code": ErrorCode.unknown_topic_id, "name": None, "partitions": []})
+                continue
+            if name not in self.logs.topics and auto_create:
+                try:
+                    self.logs.create_topic(name, self.config.default_partitions)
+                except TopicError as exc:
+                    topics.append({"error_code": exc.error_code, "name": name, "partitions": []})
+                    continue
+            if name in self.logs.topics:
+                topics.append(self._topic_metadata(name))
+            else:
+                topics.append({"error_code": ErrorCode.unknown_topic_or_partition, "name": name, "partitions": []})
+        return _response(
+            request,
+            METADATA,
+            {
+                "brokers": [self._broker()],
+                "cluster_id": self.cluster_id,
+                "controller_id": self.config.node_id,
+                "topics": topics,
+                "cluster_authorized_operations": -2147483648,
+            },
+        )
+
+    # ---- Produce --------------------------------------------------------------------------------------------
+
+    async def produce(self, header: Any, request: Any) -> Any:
+        acks = request.acks
+        version = _version(request)
+        touched: list[PartitionLog] = []
+        responses = []
+        for topic_data in request.topic_data:
+            partitions = []
+            for partition_data in topic_data.partition_data:
+                result = self._append(topic_data.name, partition_data.index, partition_data.records, acks)
+                partitions.append(result)
+                if result.pop("_log", None) is not None:
+                    touched.append(self.logs.get(topic_data.name, partition_data.index))  # type: ignore[arg-type]
+            responses.append({"name": topic_data.name, "partition_responses": partitions})
+        if touched:
+            if self.config.fsync == "always" and acks != 0:
+                await asyncio.to_thread(_sync_all, touched)
+            self._appended.set()
+            self._appended = asyncio.Event()
+        if acks == 0:
+            return None
+        if version < 3:
+            return None
+        return _response(request, PRODUCE, {"responses": responses})
+
+    def _append(self, topic: str, partition: int, records: bytes | None, acks: int) -> dict[str, Any]:
+        def failure(code: int, message: str | None = None) -> dict[str, Any]:
+            return {
+                "index": partition,
+                "error_code": code,
+                "base_offset": -1,
+                "log_append_time": -1,
+                "log_start_offset": -1,
+                "record_errors": [],
+                "error_message": message,
+            }
+
+        if acks not in (-1, 0, 1):
+            return failure(ErrorCode.invalid_required_acks)
+        partition_log = self.logs.get(topic, partition)
+        if partition_log is None:
+            return failure(ErrorCode.unknown_topic_or_partition)
+        if not records:
+            return failure(ErrorCode.corrupt_message, "no records")
+        try:
+            headers = validate_produced(bytes(records), partition_log.config.max_message_bytes)
+        except InvalidRecords as exc:
+            log.warning("refused records for %s-%d: %s", topic, partition, exc.message)
+            return failure(exc.error_code, exc.message)
+        if any(h.is_transactional or h.is_control for h in headers):
+            return failure(ErrorCode.invalid_record, "transactional and control batches are not supported")
+        result = partition_log.append(bytes(records), headers)
+        if result.error_code:
+            return failure(result.error_code, result.message)
+        return {
+            "index": partition,
+            "error_code": 0,
+            "base_offset": result.base_offset,
+            "log_append_time": -1,
+            "log_start_offset": partition_log.log_start_offset,
+            "record_errors": [],
+            "error_message": None,
+            "_log": partition_log,
+        }
+
+    # ---- Fetch ----------------------------------------------------------------------------------------------
+
+    async def fetch(self, header: Any, request: Any) -> Any:
+        max_wait = request.max_wait.total_seconds()
+        deadline = time.monotonic() + max(0.0, max_wait)
+        while True:
+            appended = self._appended
+            responses, total, errors = self._read_fetch(request)
+            remaining = deadline - time.monotonic()
+            if total >= request.min_bytes or errors or remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(appended.wait(), remaining)
+            except TimeoutError:
+                responses, total, errors = self._read_fetch(request)
+                break
+        return _response(request, FETCH, {"error_code": 0, "session_id": 0, "responses": responses})
+
+    def _read_fetch(self, request: Any) -> tuple[list[dict[str, Any]], int, bool]:
+        budget = min(
+            request.max_bytes if _version(request) >= 3 else self.config.fetch_max_bytes, self.config.fetch_max_bytes
+        )
+        total = 0
+        errors = False
+        responses = []
+        for topic in request.topics:
+            partitions = []
+            for p in topic.partitions:
+                partition_log = self.logs.get(topic.topic, p.partition)
+                entry: dict[str, Any] = {
+                    "partition_index": p.partition,
+                    "error_code": 0,
+                    "high_watermark": -1,
+                    "last_stable_offset": -1,
+                    "log_start_offset": -1,
+                    "aborted_transactions": [],
+                    "preferred_read_replica": -1,
+                    "records": b"",
+                }
+                if partition_log is None:
+                    entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                    errors = True
+                else:
+                    entry["high_watermark"] = entry["last_stable_offset"] = partition_log.log_end_offset
+                    entry["log_start_offset"] = partition_log.log_start_offset
+                    limit = min(p.partition_max_bytes, budget - total)
+                    if limit > 0 or total == 0:
+                        try:
+                            data = partition_log.read(p.fetch_offset, max(limit, 1))
+                            entry["records"] = data
+                            total += len(data)
+                        except OffsetOutOfRange:
+                            entry["error_code"] = ErrorCode.offset_out_of_range
+                            errors = True
+                partitions.append(entry)
+            responses.append({"topic": topic.topic, "partitions": partitions})
+        return responses, total, errors
+
+    # ---- ListOffsets ----------------------------------------------------------------------------------------
+
+    async def list_offsets(self, header: Any, request: Any) -> Any:
+        topics = []
+        for topic in request.topics:
+            partitions = []
+            for p in topic.partitions:
+                entry: dict[str, Any] = {
+                    "partition_index": p.partition_index,
+                    "error_code": 0,
+                    "timestamp": -1,
+                    "offset": -1,
+                    "leader_epoch": 0,
+                }
+                partition_log = self.logs.get(topic.name, p.partition_index)
+                if partition_log is None:
+                    entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                elif p.timestamp == EARLIEST:
+                    entry["offset"] = partition_log.log_start_offset
+                elif p.timestamp == LATEST:
+                    entry["offset"] = partition_log.log_end_offset
+                elif p.timestamp < 0:
+                    entry["error_code"] = ErrorCode.unsupported_version
+                else:
+                    found = partition_log.offset_for_timestamp(p.timestamp)
+                    if found is not None:
+                        entry["offset"] = found
+                        entry["timestamp"] = p.timestamp
+                partitions.append(entry)
+            topics.append({"name": topic.name, "partitions": partitions})
+        return _response(request, LIST_OFFSETS, {"topics": topics})
+
+    # ---- topic admin ----------------------------------------------------------------------------------------
+
+    async def create_topics(self, header: Any, request: Any) -> Any:
+        results = []
+        for topic in request.topics:
+            partitions = topic.num_partitions
+            if topic.assignments:
+                partitions = len(topic.assignments)
+            if partitions == -1:
+                partitions = self.config.default_partitions
+            replication = topic.replication_factor
+            configs = {c.name: c.value for c in topic.configs if c.value is not None}
+            result: dict[str, Any] = {
+                "name": topic.name,
+                "error_code": 0,
+                "error_message": None,
+                "num_partitions": partitions,
+                "replication_factor": 1,
+                "configs": [],
+            }
+            try:
+                if replication not in (-1, 1) and not topic.assignments:
+                    raise TopicError(
+                        ErrorCode.invalid_replication_factor,
+                        f"Unable to replicate the partition {replication} time(s): The target replication factor "
+                        f"of {replication} cannot be reached because only 1 broker(s) are registered.",
+                    )
+                if any(list(a.broker_ids) != [self.config.node_id] for a in topic.assignments):
+                    raise TopicError(ErrorCode.invalid_replica_assignment, "replicas must be [this broker] only")
+                created = self.logs.create_topic(topic.name, partitions, configs, request.validate_only)
+                if created is not None:
+                    result["topic_id"] = created.topic_id
+            except TopicError as exc:
+                result.update(
+                    error_code=exc.error_code, error_message=exc.message, num_partitions=-1, replication_factor=-1
+                )
+            results.append(result)
+        return _response(request, CREATE_TOPICS, {"topics": results})
+
+    async def delete_topics(self, header: Any, request: Any) -> Any:
+        if _version(request) >= 6:
+            requested = []
+            for t in request.topics:
+                name = t.name
+                if name is None:
+                    name = next((n for n, e in self.logs.topics.items() if e.topic_id == t.topic_id), None)
+                requested.append((name, t.topic_id))
+        else:
+            requested = [(name, None) for name in request.topic_names]
+        responses = []
+        for name, topic_id in requested:
+            entry: dict[str, Any] = {"name": name, "topic_id": topic_id, "error_code": 0, "error_message": None}
+            if name is None:
+                entry["error_code"] = ErrorCode.unknown_topic_id
+            else:
+                topic = self.logs.topics.get(name)
+                if topic is not None:
+                    entry["topic_id"] = topic.topic_id
+                try:
+                    self.logs.delete_topic(name)
+                except TopicError as exc:
+                    entry.update(error_code=exc.error_code, error_message=exc.message)
+            responses.append(entry)
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return _response(request, DELETE_TOPICS, {"responses": responses})
+
+    async def create_partitions(self, header: Any, request: Any) -> Any:
+        results = []
+        for topic in request.topics:
+            entry: dict[str, Any] = {"name": topic.name, "error_code": 0, "error_message": None}
+            try:
+                self.logs.add_partitions(topic.name, topic.count, request.validate_only)
+            except TopicError as exc:
+                entry.update(error_code=exc.error_code, error_message=exc.message)
+            results.append(entry)
+        return _response(request, CREATE_PARTITIONS, {"results": results})
+
+    def _config_entries(self, overrides: dict[str, str]) -> list[dict[str, Any]]:
+        defaults = self.config.log
+        values = {
+            "cleanup.policy": "delete",
+            "compression.type": "producer",
+            "max.message.bytes": str(defaults.max_message_bytes),
+            "message.timestamp.type": "CreateTime",
+            "min.insync.replicas": "1",
+            "retention.bytes": str(defaults.retention_bytes),
+            "retention.ms": str(defaults.retention_ms),
+            "segment.bytes": str(defaults.segment_bytes),
+            "segment.ms": str(defaults.roll_ms),
+        }
+        entries = []
+        for name, value in values.items():
+            override = name in overrides
+            entries.append(
+                {
+                    "name": name,
+                    "value": overrides.get(name, value),
+                    "read_only": False,
+                    "is_default": not override,
+                    "config_source": CONFIG_SOURCE_TOPIC if override else CONFIG_SOURCE_DEFAULT,
+                    "is_sensitive": False,
+                    "synonyms": [],
+                    "config_type": 0,
+                    "documentation": None,
+                }
+            )
+        return entries
+
+    async def describe_configs(self, header: Any, request: Any) -> Any:
+        results = []
+        for resource in request.resources:
+            entry: dict[str, Any] = {
+                "error_code": 0,
+                "error_message": None,
+                "resource_type": resource.resource_type,
+                "resource_name": resource.resource_name,
+                "configs": [],
+            }
+            if resource.resource_type == TOPIC_RESOURCE:
+                topic = self.logs.topics.get(resource.resource_name)
+                if topic is None:
+                    entry.update(
+                        error_code=ErrorCode.unknown_topic_or_partition,
+                        error_message=f"Topic '{resource.resource_name}' does not exist.",
+                    )
+                else:
+                    entry["configs"] = self._config_entries(topic.configs)
+            elif resource.resource_type == BROKER_RESOURCE:
+                entry["configs"] = self._config_entries({})
+            else:
+                entry.update(error_code=ErrorCode.invalid_request, error_message="unsupported resource type")
+            keys = resource.configuration_keys
+            if keys:
+                entry["configs"] = [c for c in entry["configs"] if c["name"] in keys]
+            results.append(entry)
+        return _response(request, DESCRIBE_CONFIGS, {"results": results})
+
+    async def describe_cluster(self, header: Any, request: Any) -> Any:
+        return _response(
+            request,
+            DESCRIBE_CLUSTER,
+            {
+                "error_code": 0,
+                "error_message": None,
+                "endpoint_type": getattr(request, "endpoint_type", 1),
+                "cluster_id": self.cluster_id,
+                "controller_id": self.config.node_id,
+                "brokers": [self._broker()],
+                "cluster_authorized_operations": -2147483648,
+            },
+        )
+
+    # ---- InitProducerId -------------------------------------------------------------------------------------
+
+    async def init_producer_id(self, header: Any, request: Any) -> Any:
+        if request.transactional_id is not None:
+            return _response(
+                request,
+                INIT_PRODUCER_ID,
+                {"error_code": ErrorCode.invalid_request, "producer_id": -1, "producer_epoch": -1},
+            )
+        producer_id = getattr(request, "producer_id", -1)
+        epoch = getattr(request, "producer_epoch", -1)
+        if producer_id >= 0 and self._producer_epochs.get(producer_id, epoch) == epoch and epoch < 32766:
+            epoch += 1
+        else:
+            producer_id = self.logs.allocate_producer_id()
+            epoch = 0
+        self._producer_epochs[producer_id] = epoch
+        log.info("producer id %d epoch %d for client %s", producer_id, epoch, header.client_id)
+        return _response(
+            request, INIT_PRODUCER_ID, {"error_code": 0, "producer_id": producer_id, "producer_epoch": epoch}
+        )
+
+
+def _sync_all(logs: list[PartitionLog]) -> None:
+    for partition_log in set(logs):
+        partition_log.sync()

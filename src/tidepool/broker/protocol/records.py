@@ -1,0 +1,146 @@
+"""RecordBatch (magic v2) headers: parse, validate and re-base, without ever decoding individual records.
+
+The broker stores batches exactly as produced. Only `baseOffset` and `partitionLeaderEpoch` are rewritten;
+both sit before the CRC-32C range, so the CRC stays valid and compressed payloads are never touched.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import crc32c
+
+HEADER_SIZE = 61
+LOG_OVERHEAD = 12  # baseOffset i64 + batchLength i32: the bytes not counted by batchLength
+_MAGIC_OFFSET = 16
+_CRC_START = 21
+_HEADER = struct.Struct(">qiibIhiqqqhii")
+
+TRANSACTIONAL_FLAG = 0x10
+CONTROL_FLAG = 0x20
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """The fixed 61-byte header of one RecordBatch, with its position in the buffer it was read from."""
+
+    position: int
+    base_offset: int
+    batch_length: int
+    leader_epoch: int
+    magic: int
+    crc: int
+    attributes: int
+    last_offset_delta: int
+    base_timestamp: int
+    max_timestamp: int
+    producer_id: int
+    producer_epoch: int
+    base_sequence: int
+    records_count: int
+
+    @property
+    def size(self) -> int:
+        return self.batch_length + LOG_OVERHEAD
+
+    @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
+    def next_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta + 1
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence of the last record; sequences wrap at 2**31."""
+        if self.base_sequence < 0:
+            return -1
+        return (self.base_sequence + self.last_offset_delta) % (1 << 31)
+
+    @property
+    def is_transactional(self) -> bool:
+        return bool(self.attributes & TRANSACTIONAL_FLAG)
+
+    @property
+    def is_control(self) -> bool:
+        return bool(self.attributes & CONTROL_FLAG)
+
+
+class InvalidRecords(Exception):
+    """Produced records the broker refuses; `error_code` is the Kafka error to answer with."""
+
+    def __init__(self, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+CORRUPT_MESSAGE = 2
+UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
+INVALID_RECORD = 87
+
+
+def read_header(buf: bytes | memoryview, position: int) -> BatchHeader:
+    """The batch header at `position`; the caller has checked that 61 bytes are there."""
+    fields = _HEADER.unpack_from(buf, position)
+    return BatchHeader(position, *fields)
+
+
+def iter_headers(buf: bytes | memoryview, start: int = 0) -> list[BatchHeader]:
+    """Headers of the whole batches in `buf[start:]`; stops at the first incomplete one (a torn tail)."""
+    headers = []
+    position = start
+    end = len(buf)
+    while position + HEADER_SIZE <= end:
+        header = read_header(buf, position)
+        if header.batch_length < HEADER_SIZE - LOG_OVERHEAD or position + header.size > end:
+            break
+        headers.append(header)
+        position += header.size
+    return headers
+
+
+def crc_matches(buf: bytes | memoryview, header: BatchHeader) -> bool:
+    start = header.position + _CRC_START
+    return crc32c.crc32c(buf[start : header.position + header.size]) == header.crc
+
+
+def validate_produced(records: bytes, max_batch_bytes: int) -> list[BatchHeader]:
+    """Check a Produce request's records (one or more v2 batches) and return their headers.
+
+    Raises InvalidRecords with the error Apache Kafka would answer: magic < 2 → UNSUPPORTED_FOR_MESSAGE_FORMAT,
+    bad sizes or CRC → CORRUPT_MESSAGE, an empty batch → INVALID_RECORD, an oversized batch →
+    MESSAGE_TOO_LARGE.
+    """
+    if len(records) < LOG_OVERHEAD + 5:
+        raise InvalidRecords(CORRUPT_MESSAGE, "records shorter than a batch header")
+    headers = []
+    position = 0
+    end = len(records)
+    while position < end:
+        if position + _MAGIC_OFFSET + 1 <= end and records[position + _MAGIC_OFFSET] < 2:
+            raise InvalidRecords(UNSUPPORTED_FOR_MESSAGE_FORMAT, "message format v0/v1 is not supported; use v2")
+        if position + HEADER_SIZE > end:
+            raise InvalidRecords(CORRUPT_MESSAGE, "truncated record batch header")
+        header = read_header(records, position)
+        if header.magic != 2:
+            raise InvalidRecords(CORRUPT_MESSAGE, f"unknown magic {header.magic}")
+        if header.batch_length < HEADER_SIZE - LOG_OVERHEAD or position + header.size > end:
+            raise InvalidRecords(CORRUPT_MESSAGE, "record batch length does not match the request")
+        if header.size > max_batch_bytes:
+            raise InvalidRecords(10, f"record batch of {header.size} bytes exceeds {max_batch_bytes}")
+        if not crc_matches(records, header):
+            raise InvalidRecords(CORRUPT_MESSAGE, "record batch CRC-32C mismatch")
+        if header.records_count < 1 or header.last_offset_delta < 0:
+            raise InvalidRecords(INVALID_RECORD, "record batch holds no records")
+        headers.append(header)
+        position += header.size
+    return headers
+
+
+def rebase(batch: bytearray, position: int, base_offset: int, leader_epoch: int = 0) -> None:
+    """Rewrite baseOffset and partitionLeaderEpoch of the batch at `position`, in place (CRC unaffected)."""
+    struct.pack_into(">q", batch, position, base_offset)
+    struct.pack_into(">i", batch, position + 12, leader_epoch)

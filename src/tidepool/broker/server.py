@@ -1,0 +1,199 @@
+"""The asyncio broker server: connections → frames → handler table → responses, in request order.
+
+Handler-table contract (shared with `tidepool.broker.groups`):
+
+- The server dispatches by api_key through `table: dict[int, tuple[int, int, Handler]]`, mapping
+  api_key → (min_version, max_version, handler). ApiVersions advertises exactly the table's keys and ranges.
+- A handler is ``async def handle(header, request) -> response``: `header` is kio's request header entity
+  (`correlation_id`, `client_id`, `request_api_version`), `request` is the kio entity of that api_key at the
+  request's version and the response must be the kio response entity of the same version (or None for no reply,
+  which only Produce with acks=0 uses).
+- At startup the server does ``from tidepool.broker.groups.api import register`` (an ImportError means no group
+  coordinator) and calls ``register(table, context)``; `context` is a `BrokerContext`. If `register` returns an
+  async callable, the server awaits it on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tidepool.broker.config import BrokerConfig
+from tidepool.broker.log.manager import LogManager
+from tidepool.broker.protocol.codec import Rejection, decode_request, encode_response
+from tidepool.broker.protocol.framing import FrameBuffer, FrameTooLarge
+from tidepool.logs import get_logger
+
+Handler = Callable[[Any, Any], Awaitable[Any]]
+HandlerTable = dict[int, tuple[int, int, Handler]]
+
+log = get_logger("broker")
+
+
+@dataclass
+class BrokerContext:
+    """What the group coordinator may know of the broker; read-only views over the log."""
+
+    data_dir: Path
+    node_id: int
+    advertised_host: str
+    advertised_port: int
+    logs: LogManager
+
+    def topics(self) -> list[str]:
+        return sorted(self.logs.topics)
+
+    def topic_partitions(self, topic: str) -> int | None:
+        entry = self.logs.topics.get(topic)
+        return None if entry is None else len(entry.partitions)
+
+    def high_watermark(self, topic: str, partition: int) -> int:
+        partition_log = self.logs.get(topic, partition)
+        return -1 if partition_log is None else partition_log.log_end_offset
+
+    def log_start_offset(self, topic: str, partition: int) -> int:
+        partition_log = self.logs.get(topic, partition)
+        return -1 if partition_log is None else partition_log.log_start_offset
+
+
+def cluster_id(data_dir: Path) -> str:
+    """The cluster id kept in `meta.properties`, as Apache Kafka does; created on first start."""
+    path = data_dir / "meta.properties"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if line.startswith("cluster.id="):
+                return line.partition("=")[2].strip()
+    import base64
+
+    value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    path.write_text(f"version=1\ncluster.id={value}\n")
+    return value
+
+
+class BrokerServer:
+    def __init__(self, config: BrokerConfig) -> None:
+        from tidepool.broker.handlers import BrokerHandlers
+
+        self.config = config
+        self.logs = LogManager(config.data_dir, config.log, log.info)
+        self.cluster_id = cluster_id(config.data_dir)
+        self.handlers = BrokerHandlers(config, self.logs, self.cluster_id)
+        self.table: HandlerTable = self.handlers.table()
+        self.context = BrokerContext(config.data_dir, config.node_id, config.public_host, config.public_port, self.logs)
+        self._groups_shutdown: Callable[[], Awaitable[Any]] | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connections: set[asyncio.Task[Any]] = set()
+
+    def _register_groups(self) -> None:
+        try:
+            from tidepool.broker.groups.api import register
+        except ImportError:
+            log.info("no group coordinator installed: consumer-group APIs are not advertised")
+            return
+        shutdown = register(self.table, self.context)
+        if callable(shutdown):
+            self._groups_shutdown = shutdown
+        log.info("group coordinator registered")
+
+    async def start(self) -> None:
+        self._register_groups()
+        self.handlers.ranges = {key: (lo, hi) for key, (lo, hi, _) in self.table.items()}
+        self._server = await asyncio.start_server(self._serve, self.config.host, self.config.port, limit=1 << 20)
+        self._tasks.append(asyncio.create_task(self._maintenance()))
+        log.info(
+            "listening on %s:%d (advertised %s:%d), data in %s, %d topic(s)",
+            self.config.host,
+            self.config.port,
+            self.config.public_host,
+            self.config.public_port,
+            self.config.data_dir,
+            len(self.logs.topics),
+        )
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in [*self._tasks, *self._connections]:
+            task.cancel()
+        for task in [*self._tasks, *self._connections]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._groups_shutdown is not None:
+            await self._groups_shutdown()
+        self.logs.close()
+        log.info("stopped cleanly")
+
+    async def _maintenance(self) -> None:
+        """fsync on the interval policy and apply retention; runs for the server's lifetime."""
+        interval = self.config.fsync_interval_ms / 1000
+        since_retention = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            if self.config.fsync == "interval":
+                await asyncio.to_thread(self.logs.sync)
+            else:
+                for _, _, partition_log in self.logs.all_logs():
+                    partition_log.flush_indexes()
+            since_retention += interval
+            if since_retention * 1000 >= self.config.retention_check_interval_ms:
+                since_retention = 0.0
+                self.logs.apply_retention()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        peer = writer.get_extra_info("peername")
+        frames = FrameBuffer(self.config.max_request_bytes)
+        try:
+            while True:
+                data = await reader.read(1 << 20)
+                if not data:
+                    return
+                frames.feed(data)
+                while (frame := frames.next_frame()) is not None:
+                    if not await self._answer(frame, writer, peer):
+                        return
+        except FrameTooLarge as exc:
+            log.warning("closing connection from %s: %s", peer, exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _answer(self, frame: bytes, writer: asyncio.StreamWriter, peer: Any) -> bool:
+        """Handle one request frame; False means close the connection."""
+        decoded = decode_request(frame, self.handlers.ranges)
+        if isinstance(decoded, Rejection):
+            if decoded.reply is None:
+                log.warning("closing connection from %s: %s", peer, decoded.reason)
+                return False
+            writer.write(decoded.reply)
+            await writer.drain()
+            return True
+        _, _, handler = self.table[decoded.api_key]
+        try:
+            response = await handler(decoded.header, decoded.body)
+            if response is None:
+                return True
+            payload = encode_response(decoded.correlation_id, response)
+        except Exception:
+            log.exception("api_key %d v%d from %s failed; closing", decoded.api_key, decoded.api_version, peer)
+            return False
+        writer.write(payload)
+        if writer.transport.get_write_buffer_size() > 1 << 20:
+            await writer.drain()
+        return True
