@@ -1,0 +1,1 @@
+"""The pipeline as one product: `tidepool up` (the supervisor) and `tidepool simulate` (the sensor producer)."""
