@@ -296,3 +296,7 @@ def console_consumer(
     finally:
         consumer.close()
         click.echo(f"Processed a total of {count} messages", err=True)
+
+
+# `tidepool groups` lives with the group coordinator (owned there); re-exported for the CLI map.
+from tidepool.broker.groups.cli import groups  # noqa: E402, F401
