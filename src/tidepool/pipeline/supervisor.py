@@ -1,8 +1,8 @@
 """Children of `tidepool up`: start, health-check, restart with backoff, stop in order.
 
 Each part runs as its own `python -m tidepool <part>` process — the same command a user would run alone — with its
-output in `<data-dir>/logs/<part>.log`. A child that exits on its own is reported and restarted after a backoff
-(1 s doubling to 30 s, reset once it has stayed up for a minute).
+output in `<data-dir>/logs/<part>.log` and its pid in `<data-dir>/run/<part>.pid`. A child that exits on its own is
+reported and restarted after a backoff (1 s doubling to 30 s, reset once it has stayed up for a minute).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Child:
     name: str
     args: list[str]
     log_path: Path
+    pid_path: Path | None = None
     healthy: Callable[[], bool] = field(default=lambda: True)
     restart: bool = True
     process: subprocess.Popen[bytes] | None = None
@@ -51,6 +52,9 @@ class Child:
             )
         self.started_at = time.monotonic()
         self.restart_at = None
+        if self.pid_path is not None:
+            self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+            self.pid_path.write_text(f"{self.process.pid}\n")
 
     @property
     def running(self) -> bool:

@@ -235,6 +235,7 @@ def run(options: UpOptions) -> int:
                 "db",
                 ["db", "--data-dir", str(data_dir / "db"), "--listen", db_listen],
                 logs / "db.log",
+                pid_path=data_dir / "run" / "db.pid",
                 healthy=lambda: _http_ok(f"{options.db_url.rstrip('/')}/api/v1/ping"),
             )
         )
@@ -245,6 +246,7 @@ def run(options: UpOptions) -> int:
                 "broker",
                 ["broker", "--data-dir", str(data_dir / "broker"), "--listen", listen],
                 logs / "broker.log",
+                pid_path=data_dir / "run" / "broker.pid",
                 healthy=lambda: _tcp_open(listen),
             )
         )
@@ -253,7 +255,14 @@ def run(options: UpOptions) -> int:
         if agent_config is None:
             agent_config = data_dir / "agent.conf"
             agent_config.write_text(agent_config_text(options))
-        children.append(Child("agent", ["agent", "--config", str(agent_config)], logs / "agent.log"))
+        children.append(
+            Child(
+                "agent",
+                ["agent", "--config", str(agent_config)],
+                logs / "agent.log",
+                pid_path=data_dir / "run" / "agent.pid",
+            )
+        )
     if options.simulate:
         children.append(
             Child(
@@ -273,6 +282,7 @@ def run(options: UpOptions) -> int:
                     "--quiet",
                 ],
                 logs / "simulator.log",
+                pid_path=data_dir / "run" / "simulator.pid",
             )
         )
     topic_ready = False
