@@ -1,0 +1,80 @@
+"""Apache Kafka 4.x's own kafka-consumer-groups (ConsumerGroupCommand from the Maven jars) against tidepool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.interop.apache_kafka import CONSUMER_GROUPS, kafka_jars, run_tool
+from tidepool.broker.process import BrokerProcess
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    kafka_jars()  # skips early when Java or the jars are unavailable
+    with BrokerProcess(tmp_path / "broker", free_port(), "--partitions", "2") as running:
+        yield running
+
+
+def kafka_consumer_groups(broker: BrokerProcess, *args: str) -> list[list[str]]:
+    done = run_tool(CONSUMER_GROUPS, ["--bootstrap-server", broker.bootstrap, *args], timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [line.split() for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_kafka_consumer_groups_lists_describes_and_resets_a_tidepool_group(broker: BrokerProcess) -> None:
+    from confluent_kafka import Consumer, Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        producer.produce("sensors", str(i).encode(), partition=i % 2)
+    assert producer.flush(10) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "dashboards",
+            "client.id": "dash-1",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["sensors"])
+    read = 0
+    deadline = time.monotonic() + 20
+    while read < 10 and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
+            read += 1
+            # Partition 0 commits only 3 of its 5 messages, so it shows a lag of 2.
+            if message.partition() == 1 or message.offset() < 3:
+                consumer.commit(message=message, asynchronous=False)
+    assert read == 10
+    try:
+        assert ["dashboards"] in kafka_consumer_groups(broker, "--list")
+
+        rows = kafka_consumer_groups(broker, "--describe", "--group", "dashboards")
+        assert rows[0][:6] == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]
+        lag = {int(r[2]): (int(r[3]), int(r[4]), int(r[5]), r[-1]) for r in rows[1:]}
+        assert lag == {0: (3, 5, 2, "dash-1"), 1: (5, 5, 0, "dash-1")}
+
+        state = kafka_consumer_groups(broker, "--describe", "--group", "dashboards", "--state")
+        assert state[1][0] == "dashboards" and state[1][-3:] == ["range", "Stable", "1"]
+    finally:
+        consumer.close()
+
+    reset = kafka_consumer_groups(
+        broker, "--reset-offsets", "--group", "dashboards", "--topic", "sensors", "--to-earliest", "--execute"
+    )
+    assert sorted((r[2], r[3]) for r in reset[1:]) == [("0", "0"), ("1", "0")]
+    rows = kafka_consumer_groups(broker, "--describe", "--group", "dashboards")
+    assert sorted((r[2], r[3], r[5]) for r in rows if r[0] == "dashboards") == [("0", "0", "5"), ("1", "0", "5")]
+
+    deleted = kafka_consumer_groups(broker, "--delete", "--group", "dashboards")
+    assert any("successful" in " ".join(line) for line in deleted)
+    assert ["dashboards"] not in kafka_consumer_groups(broker, "--list")
