@@ -189,9 +189,7 @@ def _display_nested(value: Any, type_: pa.DataType) -> str:
 def _nested_pylist(array: pa.Array) -> list[Any]:
     """Python values of a nested column, with timestamps as their display strings (pyarrow can't give ns)."""
     if pa.types.is_struct(array.type):
-        children = {
-            array.type.field(i).name: _nested_pylist(array.field(i)) for i in range(array.type.num_fields)
-        }
+        children = {array.type.field(i).name: _nested_pylist(array.field(i)) for i in range(array.type.num_fields)}
         valid = array.is_valid().to_pylist()
         return [
             {name: values[row] for name, values in children.items()} if valid[row] else None

@@ -1,0 +1,104 @@
+"""HTTP body codings CnosDB accepts and produces: gzip, deflate, br, zstd, snappy, lz4 and identity.
+
+Names match exactly as CnosDB matches them (common/http_protocol/src/encoding.rs): `Content-Encoding` must be one
+of the seven names, and the first supported name in `Accept-Encoding` is used for the response. `deflate` is raw
+DEFLATE (no zlib header) as in CnosDB's flate2 `DeflateDecoder`; a zlib-wrapped body is accepted too. snappy and
+lz4 are their framed formats. Decoding stops with 413 once the decoded body passes the limit (gzip and deflate
+are decoded incrementally; the others are checked after decoding).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from tidepool.db.errors import DbError
+
+ENCODINGS = ("gzip", "deflate", "br", "zstd", "snappy", "lz4", "identity")
+BAD_REQUEST = 400
+
+
+class BodyTooLarge(Exception):
+    """The (decoded) body is over the limit; answered with an empty 413 as CnosDB does."""
+
+
+def content_encoding(header: str | None) -> str | None:
+    """The request body's coding, or CnosDB's 400 for a name it does not know."""
+    if header is None:
+        return None
+    if header not in ENCODINGS:
+        raise DbError("040005", f"Invalid header: content encoding not support: {header}", BAD_REQUEST)
+    return header
+
+
+def accept_encoding(header: str | None) -> str | None:
+    """The response coding: the first name CnosDB knows in `Accept-Encoding`; 400 when there is none."""
+    if header is None:
+        return None
+    for name in (part.strip() for part in header.split(",")):
+        if name in ENCODINGS:
+            return name
+    raise DbError(
+        "040005",
+        f"Invalid header: accept encoding not support: {header}, only support: {', '.join(ENCODINGS)}",
+        BAD_REQUEST,
+    )
+
+
+def _decode_error(exc: Exception) -> DbError:
+    return DbError("040013", f"Error decode request: {exc}", BAD_REQUEST)
+
+
+def _inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits)
+    out = inflater.decompress(body, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge
+    out += inflater.flush()
+    if len(out) > limit:
+        raise BodyTooLarge
+    if not inflater.eof:
+        raise zlib.error("unexpected end of compressed stream")
+    return out
+
+
+def decode(body: bytes, coding: str | None, limit: int) -> bytes:
+    """The decoded body; raises BodyTooLarge past `limit` bytes, DbError 040013 for a corrupt body."""
+    if coding is None or coding == "identity":
+        return body
+    try:
+        if coding == "gzip":
+            return _inflate(body, 16 + zlib.MAX_WBITS, limit)
+        if coding == "deflate":
+            try:
+                return _inflate(body, -zlib.MAX_WBITS, limit)
+            except zlib.error:
+                return _inflate(body, zlib.MAX_WBITS, limit)
+        import cramjam
+
+        codec = {"br": cramjam.brotli, "zstd": cramjam.zstd, "snappy": cramjam.snappy, "lz4": cramjam.lz4}[coding]
+        out = bytes(codec.decompress(body))
+    except (zlib.error, ValueError, OSError) as exc:
+        raise _decode_error(exc) from None
+    except Exception as exc:  # cramjam raises its own DecompressionError
+        if type(exc).__name__ == "DecompressionError":
+            raise _decode_error(exc) from None
+        raise
+    if len(out) > limit:
+        raise BodyTooLarge
+    return out
+
+
+def encode(body: bytes, coding: str | None) -> bytes:
+    """`body` in the response coding chosen by `accept_encoding`."""
+    if coding is None or coding == "identity":
+        return body
+    if coding == "gzip":
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        return compressor.compress(body) + compressor.flush()
+    if coding == "deflate":
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        return compressor.compress(body) + compressor.flush()
+    import cramjam
+
+    codec = {"br": cramjam.brotli, "zstd": cramjam.zstd, "snappy": cramjam.snappy, "lz4": cramjam.lz4}[coding]
+    return bytes(codec.compress(body))

@@ -1,0 +1,328 @@
+"""The CnosDB-compatible HTTP API on aiohttp: routes, limits, auth, error mapping and result streaming.
+
+Routes as CnosDB serves them (main/src/http/http_service.rs): `POST /api/v1/write`, `POST /api/v1/sql`,
+`GET|HEAD /api/v1/ping`, InfluxDB's `POST /write` and `/metrics`. A known path with another method is an empty
+405, an unknown path an empty 404, a body over the limit an empty 413, a `DbError` its JSON with its status and
+anything unexpected an empty 500 (logged here, never sent to the client).
+
+The engine is blocking: every call to it, and the rendering of result batches, runs in the default executor.
+A result up to `STREAM_AFTER_BYTES` is answered with a Content-Length; a larger one switches to chunked
+transfer and streams batch by batch, so memory stays bounded whatever the result size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import pyarrow as pa
+from aiohttp import web
+
+from tidepool.db.auth import DEFAULT_TENANT, ROOT, AuthStore, Principal, UserInfo
+from tidepool.db.errors import DbError
+from tidepool.db.formats import Renderer, ResultFormat, format_from_accept
+from tidepool.db.http import encoding
+from tidepool.db.http.metrics import HttpMetrics
+from tidepool.logs import get_logger
+
+log = get_logger("db.http")
+
+DEFAULT_DATABASE = "public"
+PING_VERSION = "2.4.3"  # the CnosDB release whose HTTP API this one follows
+QUERY_BODY_LIMIT = 16 * 1024 * 1024  # CnosDB's query_sql_limit
+STREAM_AFTER_BYTES = 1024 * 1024
+PRECISIONS = ("ns", "us", "ms")
+
+
+class QueryResultLike(Protocol):
+    schema: pa.Schema
+    batches: Any  # Iterator[pa.RecordBatch] or an iterable of them
+
+
+class EngineLike(Protocol):
+    """The part of `tidepool.db.engine.Engine` the HTTP layer uses (see docs/http-api.md)."""
+
+    def write_lines(self, tenant: str, database: str, body: bytes, precision: str = "ns") -> int: ...
+
+    def execute(self, tenant: str, database: str, sql: str) -> Any: ...
+
+    def stats(self) -> dict[str, int | float]: ...
+
+
+@dataclass
+class Limits:
+    write_body_bytes: int = 160 * 1024 * 1024  # CnosDB's write_sql_limit
+    query_body_bytes: int = QUERY_BODY_LIMIT
+    body_timeout_s: float = 30.0  # a body not fully received by then is abandoned
+
+
+class _EmptyStatus(Exception):
+    """Answer with this status and an empty body (CnosDB's 404/405/413/500)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _error_response(error: DbError) -> web.Response:
+    return web.Response(
+        status=error.http_status,
+        body=orjson.dumps(error.to_json()),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+class HttpApi:
+    """Request handlers bound to one engine, auth store, limits and metrics."""
+
+    def __init__(self, engine: EngineLike, auth: AuthStore, limits: Limits) -> None:
+        self.engine = engine
+        self.auth = auth
+        self.limits = limits
+        self.metrics = HttpMetrics()
+        self.routes: dict[str, tuple[tuple[str, ...], Callable[[web.Request], Awaitable[web.StreamResponse]]]] = {
+            "/api/v1/write": (("POST",), self.write),
+            "/api/v1/sql": (("POST",), self.sql),
+            "/api/v1/ping": (("GET", "HEAD"), self.ping),
+            "/write": (("POST",), self.influx_write),
+            "/metrics": (("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"), self.prometheus),
+        }
+
+    # dispatch ------------------------------------------------------------------------------------------------
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        route = self.routes.get(request.path.rstrip("/") or "/")
+        if route is None:
+            return web.Response(status=404)
+        methods, handler = route
+        if request.method not in methods:
+            return web.Response(status=405)
+        try:
+            return await handler(request)
+        except DbError as error:
+            return _error_response(error)
+        except _EmptyStatus as empty:
+            return web.Response(status=empty.status)
+        except encoding.BodyTooLarge:
+            return web.Response(status=413)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("%s %s failed", request.method, request.path)
+            return web.Response(status=500)
+
+    async def _read_body(self, request: web.Request, limit: int) -> bytes:
+        """The raw body, at most `limit` bytes, received within the body timeout."""
+        length = request.content_length
+        if length is not None and length > limit:
+            raise _EmptyStatus(413)
+        body = bytearray()
+
+        async def read_all() -> None:
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    return
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise _EmptyStatus(413)
+
+        try:
+            await asyncio.wait_for(read_all(), self.limits.body_timeout_s)
+        except TimeoutError:
+            log.info("%s %s: body not received within %.0f s", request.method, request.path, self.limits.body_timeout_s)
+            raise _EmptyStatus(408) from None
+        return bytes(body)
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    # writes --------------------------------------------------------------------------------------------------
+
+    async def _write(self, principal: Principal, database: str, body: bytes, precision: str) -> int:
+        self.auth.check_write(principal, database)
+        points: int = await self._blocking(self.engine.write_lines, principal.tenant, database, body, precision)
+        return points
+
+    async def write(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        raw = b""
+        points = 0
+        failed = True
+        try:
+            raw = await self._read_body(request, self.limits.write_body_bytes)
+            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
+            body = encoding.decode(raw, coding, self.limits.write_body_bytes)
+            tenant = request.query.get("tenant") or DEFAULT_TENANT
+            principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
+            database = request.query.get("db") or DEFAULT_DATABASE
+            precision = (request.query.get("precision") or "ns").lower()
+            if precision not in PRECISIONS:
+                precision = "ns"
+            points = await self._write(principal, database, body, precision)
+            failed = False
+            return web.Response(status=200)
+        finally:
+            self.metrics.record(
+                "api_v1_write",
+                seconds=time.perf_counter() - started,
+                bytes_in=len(raw),
+                bytes_out=0,
+                failed=failed,
+                points=points,
+            )
+
+    async def influx_write(self, request: web.Request) -> web.StreamResponse:
+        """InfluxDB 1.x `/write?db=`: no auth header needed (runs as root), precision always ns."""
+        started = time.perf_counter()
+        raw = b""
+        points = 0
+        failed = True
+        try:
+            raw = await self._read_body(request, self.limits.write_body_bytes)
+            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
+            body = encoding.decode(raw, coding, self.limits.write_body_bytes)
+            root = self.auth.users.get(ROOT) or UserInfo(ROOT)
+            principal = Principal(user=root, tenant=DEFAULT_TENANT, role="owner")
+            database = request.query.get("db") or DEFAULT_DATABASE
+            points = await self._write(principal, database, body, "ns")
+            failed = False
+            return web.Response(status=200)
+        finally:
+            self.metrics.record(
+                "write",
+                seconds=time.perf_counter() - started,
+                bytes_in=len(raw),
+                bytes_out=0,
+                failed=failed,
+                points=points,
+            )
+
+    # queries -------------------------------------------------------------------------------------------------
+
+    async def sql(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        raw = b""
+        sent = 0
+        failed = True
+        try:
+            raw = await self._read_body(request, self.limits.query_body_bytes)
+            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
+            body = encoding.decode(raw, coding, self.limits.query_body_bytes)
+            tenant = request.query.get("tenant") or DEFAULT_TENANT
+            principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
+            fmt = format_from_accept(request.headers.get("Accept"))
+            response_coding = encoding.accept_encoding(request.headers.get("Accept-Encoding"))
+            database = request.query.get("db") or DEFAULT_DATABASE
+            chunked = request.query.get("chunked", "false").lower() == "true"
+            sql = body.decode("utf-8", errors="replace")
+            handled = await self._blocking(self.auth.handle_statement, principal, sql)
+            if handled:
+                failed = False
+                return web.Response(status=200)
+            self.auth.check_sql(principal, database, sql)
+            result = await self._blocking(self.engine.execute, tenant, database, sql)
+            response, sent = await self._send_result(request, fmt, result, chunked, response_coding)
+            failed = response.status >= 400
+            return response
+        finally:
+            self.metrics.record(
+                "api_v1_sql", seconds=time.perf_counter() - started, bytes_in=len(raw), bytes_out=sent, failed=failed
+            )
+
+    async def _send_result(
+        self, request: web.Request, fmt: ResultFormat, result: Any, chunked: bool, coding: str | None
+    ) -> tuple[web.StreamResponse, int]:
+        """Render and send one result; (response, body bytes sent)."""
+        schema: pa.Schema = result.schema
+        pieces = _pieces(fmt, schema, iter(result.batches), chunked)
+        headers = {"Content-Type": fmt.content_type}
+        if coding is not None:
+            headers["Content-Encoding"] = coding
+        buffered: list[bytes] = []
+        size = 0
+        streaming = coding is None or coding == "identity"
+        while True:
+            piece = await self._blocking(next, pieces, None)  # DbError before the first byte → error response
+            if piece is None:
+                body = encoding.encode(b"".join(buffered), coding)
+                return web.Response(status=200, body=body, headers=headers), len(body)
+            buffered.append(piece)
+            size += len(piece)
+            if streaming and size > STREAM_AFTER_BYTES:
+                break
+        response = web.StreamResponse(status=200, headers=headers)
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for piece in buffered:
+            await response.write(piece)
+        sent = size
+        while True:
+            try:
+                piece = await self._blocking(next, pieces, None)
+            except DbError as error:  # the status line is gone: the error goes into the body, as CnosDB does
+                piece = orjson.dumps(error.to_json())
+                await response.write(piece)
+                sent += len(piece)
+                break
+            if piece is None:
+                break
+            await response.write(piece)
+            sent += len(piece)
+        await response.write_eof()
+        return response, sent
+
+    # misc ----------------------------------------------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.StreamResponse:
+        self.metrics.record("api_v1_ping", seconds=0.0, bytes_in=0, bytes_out=0, failed=False)
+        body = orjson.dumps({"version": PING_VERSION, "status": "healthy"})
+        return web.Response(status=200, body=body, headers={"Content-Type": "application/json"})
+
+    async def prometheus(self, request: web.Request) -> web.StreamResponse:
+        stats = await self._blocking(self.engine.stats)
+        text = self.metrics.render(stats)
+        return web.Response(status=200, body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+def _pieces(fmt: ResultFormat, schema: pa.Schema, batches: Iterator[pa.RecordBatch], chunked: bool) -> Iterator[bytes]:
+    """Body pieces of a result. Without `chunked` the bytes equal CnosDB's one-shot rendering of all batches;
+    with it, each non-empty batch is rendered on its own (header only on the first), as CnosDB's stream does."""
+    if not chunked:
+        renderer = Renderer(fmt, schema)
+        for batch in batches:
+            piece = renderer.feed(batch)
+            if piece:
+                yield piece
+        tail = renderer.finish()
+        if tail:
+            yield tail
+        return
+    first = True
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        renderer = Renderer(fmt, schema, with_header=first)
+        piece = renderer.feed(batch) + renderer.finish()
+        first = False
+        if piece:
+            yield piece
+    if first:
+        renderer = Renderer(fmt, schema)
+        tail = renderer.finish()
+        if tail:
+            yield tail
+
+
+def make_app(engine: EngineLike, auth: AuthStore, limits: Limits | None = None) -> web.Application:
+    """The aiohttp application serving CnosDB's HTTP API over `engine`."""
+    api = HttpApi(engine, auth, limits or Limits())
+    # aiohttp's own body limit is replaced by the per-route limits above.
+    app = web.Application(client_max_size=max(api.limits.write_body_bytes, api.limits.query_body_bytes) + 1)
+    app["api"] = api
+    app.router.add_route("*", "/{tail:.*}", api.dispatch)
+    return app
