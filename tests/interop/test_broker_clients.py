@@ -1,0 +1,165 @@
+"""Real Kafka clients against a real `tidepool broker` process: every codec, keys, headers, timestamps, offsets."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tidepool.broker.process import BrokerProcess
+
+pytestmark = pytest.mark.interop
+
+COUNT = 60
+BASE_TS = 1_700_000_000_000
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
+    with BrokerProcess(tmp_path_factory.mktemp("broker") / "data", free_port()) as process:
+        yield process
+    assert process.proc is not None and process.proc.returncode == 0, process.log_tail()
+
+
+def expected(topic: str, with_timestamps: bool = True) -> list[tuple[int, bytes, bytes, list[tuple[str, bytes]], int]]:
+    return [
+        (i, f"key-{i % 7}".encode(), f"{topic} value {i} ".encode() * 3, [("seq", str(i).encode()), ("src", b"t")],
+         BASE_TS + i if with_timestamps else -1)
+        for i in range(COUNT)
+    ]
+
+
+def read_with_confluent(bootstrap: str, topic: str, count: int) -> list[tuple[int, bytes, bytes, list, int]]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    got = []
+    try:
+        for _ in range(100):
+            for msg in consumer.consume(count, 0.2):
+                assert msg.error() is None, msg.error()
+                got.append((msg.offset(), msg.key(), msg.value(), list(msg.headers() or []), msg.timestamp()[1]))
+            if len(got) >= count:
+                break
+    finally:
+        consumer.close()
+    return got
+
+
+def check(got: list, topic: str, with_timestamps: bool = True) -> None:
+    want = expected(topic, with_timestamps)
+    assert [g[0] for g in got] == list(range(COUNT)), "offsets are contiguous from 0, nothing lost or duplicated"
+    if with_timestamps:
+        assert got == want
+    else:
+        assert [g[:4] for g in got] == [w[:4] for w in want]
+        assert all(g[4] > BASE_TS for g in got)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_confluent_kafka_produces_and_consumes(broker: BrokerProcess, codec: str) -> None:
+    from confluent_kafka import Producer
+
+    topic = f"confluent-{codec}"
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20,
+                         "enable.idempotence": True})
+    failures: list[object] = []
+    for _, key, value, headers, ts in expected(topic):
+        producer.produce(topic, value=value, key=key, headers=headers, timestamp=ts,
+                         on_delivery=lambda err, _m: err is not None and failures.append(err))
+    assert producer.flush(20) == 0
+    assert failures == []
+    check(read_with_confluent(broker.bootstrap, topic, COUNT), topic)
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "lz4", "zstd"])  # kafka-python needs python-snappy for snappy
+def test_kafka_python_produces_and_consumes(broker: BrokerProcess, codec: str) -> None:
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    topic = f"kafka-python-{codec}"
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=None if codec == "none" else codec,
+                             linger_ms=20)
+    futures = [producer.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts)
+               for _, key, value, headers, ts in expected(topic)]
+    producer.flush(20)
+    assert [f.get(10).offset for f in futures] == list(range(COUNT))
+    producer.close(5)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition(topic, 0)])
+    consumer.seek_to_beginning()
+    got = []
+    for msg in consumer:
+        got.append((msg.offset, msg.key, msg.value, list(msg.headers), msg.timestamp))
+        if len(got) == COUNT:
+            break
+    consumer.close()
+    check(got, topic)
+    check(read_with_confluent(broker.bootstrap, topic, COUNT), topic)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_aiokafka_produces_and_consumes(broker: BrokerProcess, codec: str) -> None:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    topic = f"aiokafka-{codec}"
+
+    async def run() -> list:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
+                                    compression_type=None if codec == "none" else codec, linger_ms=20)
+        await producer.start()
+        try:
+            batch = [await producer.send(topic, value=v, key=k, headers=h, timestamp_ms=ts)
+                     for _, k, v, h, ts in expected(topic)]
+            metadata = await asyncio.gather(*batch)
+            assert [m.offset for m in metadata] == list(range(COUNT))
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        got = []
+        try:
+            partition = TopicPartition(topic, 0)
+            consumer.assign([partition])
+            await consumer.seek_to_beginning(partition)
+            while len(got) < COUNT:
+                records = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 10)
+                for msg in records.get(partition, []):
+                    got.append((msg.offset, msg.key, msg.value, list(msg.headers), msg.timestamp))
+        finally:
+            await consumer.stop()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(run(), 60))
+    check(got, topic)
+    check(read_with_confluent(broker.bootstrap, topic, COUNT), topic)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_kcat_produces_and_consumes(broker: BrokerProcess, codec: str, tmp_path: Path) -> None:
+    if shutil.which("kcat") is None:
+        pytest.skip("kcat is not installed (apt-get install kcat)")
+    topic = f"kcat-{codec}"
+    for _, key, value, headers, _ in expected(topic, with_timestamps=False):
+        header_args = [arg for name, val in headers for arg in ("-H", f"{name}={val.decode()}")]
+        subprocess.run(
+            ["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-z", codec, "-K", "\t", *header_args],
+            input=key + b"\t" + value + b"\n", check=True, timeout=30, capture_output=True,
+        )
+    consumed = subprocess.run(
+        ["kcat", "-C", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q",
+         "-f", "%o\t%k\t%s\t%T\n"],
+        check=True, timeout=30, capture_output=True,
+    ).stdout
+    rows = [line.split(b"\t") for line in consumed.splitlines()]
+    want = expected(topic, with_timestamps=False)
+    assert [int(r[0]) for r in rows] == list(range(COUNT))
+    assert [(r[1], r[2]) for r in rows] == [(w[1], w[2].rstrip(b"\n")) for w in want]
+    assert all(int(r[3]) > BASE_TS for r in rows)
+    check(read_with_confluent(broker.bootstrap, topic, COUNT), topic, with_timestamps=False)
