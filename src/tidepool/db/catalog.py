@@ -1,0 +1,231 @@
+"""The catalog: tenants → databases (TTL, shards, vnode duration, precision) → tables (time, tags, typed fields).
+
+It is one JSON document, rewritten atomically (temporary file, fsync, rename, fsync of the directory) on every
+change, so a crash leaves either the old or the new catalog, never a mix. Thread safety is the engine's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tidepool.db import errors
+
+DEFAULT_TENANT = "cnosdb"
+DEFAULT_DATABASE = "public"
+
+NS_PER_UNIT = {
+    "ns": 1, "nanosecond": 1, "nanoseconds": 1,
+    "us": 1_000, "microsecond": 1_000, "microseconds": 1_000,
+    "ms": 1_000_000, "millisecond": 1_000_000, "milliseconds": 1_000_000,
+    "s": 10**9, "sec": 10**9, "second": 10**9, "seconds": 10**9,
+    "m": 60 * 10**9, "min": 60 * 10**9, "minute": 60 * 10**9, "minutes": 60 * 10**9,
+    "h": 3600 * 10**9, "hour": 3600 * 10**9, "hours": 3600 * 10**9,
+    "d": 86400 * 10**9, "day": 86400 * 10**9, "days": 86400 * 10**9,
+    "w": 7 * 86400 * 10**9, "week": 7 * 86400 * 10**9, "weeks": 7 * 86400 * 10**9,
+    "M": 30 * 86400 * 10**9, "month": 30 * 86400 * 10**9, "months": 30 * 86400 * 10**9,
+    "y": 365 * 86400 * 10**9, "year": 365 * 86400 * 10**9, "years": 365 * 86400 * 10**9,
+}  # fmt: skip
+_DURATION_RE = re.compile(r"\s*(\d+)\s*([A-Za-z]+)\s*\Z")
+PRECISIONS = {"NS": "ns", "US": "us", "MS": "ms"}
+
+# SQL type name → Arrow type, for FIELD columns.
+FIELD_TYPES: dict[str, pa.DataType] = {
+    "DOUBLE": pa.float64(),
+    "BIGINT": pa.int64(),
+    "BIGINT UNSIGNED": pa.uint64(),
+    "STRING": pa.string(),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def parse_duration(text: str) -> int | None:
+    """A CnosDB duration ('30d', '1y', '90 minutes', 'INF') in nanoseconds; None means infinite."""
+    if text.strip().upper() in ("INF", "INFINITE", "INFINITY"):
+        return None
+    match = _DURATION_RE.match(text)
+    if match is None:
+        raise errors.invalid_param(f"invalid duration '{text}'")
+    number, unit = match.groups()
+    factor = NS_PER_UNIT.get(unit) or NS_PER_UNIT.get(unit.lower())
+    if factor is None:
+        raise errors.invalid_param(f"unknown duration unit '{unit}' in '{text}'")
+    nanos = int(number) * factor
+    if nanos <= 0:
+        raise errors.invalid_param(f"duration must be positive: '{text}'")
+    return nanos
+
+
+def format_duration(nanos: int | None) -> str:
+    """How DESCRIBE DATABASE shows a duration: INF, 1year, 30days, 12h, 10m, 5s, 100ms."""
+    if nanos is None:
+        return "INF"
+    for unit_ns, one, many in (
+        (NS_PER_UNIT["y"], "year", "years"),
+        (NS_PER_UNIT["d"], "day", "days"),
+        (NS_PER_UNIT["h"], "h", "h"),
+        (NS_PER_UNIT["m"], "m", "m"),
+        (NS_PER_UNIT["s"], "s", "s"),
+        (NS_PER_UNIT["ms"], "ms", "ms"),
+        (NS_PER_UNIT["us"], "us", "us"),
+    ):
+        if nanos % unit_ns == 0:
+            count = nanos // unit_ns
+            return f"{count}{one if count == 1 else many}"
+    return f"{nanos}ns"
+
+
+def check_name(name: str) -> None:
+    if not name.strip():
+        raise errors.invalid_param("Name cannot be empty or contain only spaces")
+    if "/" in name:
+        raise errors.invalid_param(f"Name '{name}' cannot contain '/'")
+
+
+@dataclass
+class DatabaseOptions:
+    """CnosDB's per-database options; only ttl, vnode_duration and precision change tidepool's behaviour."""
+
+    ttl_ns: int | None = None
+    shard: int = 1
+    vnode_duration_ns: int = NS_PER_UNIT["y"]
+    replica: int = 1
+    precision: str = "NS"
+    max_memcache_size: str = "128 MiB"
+    memcache_partitions: int = 16
+    wal_max_file_size: str = "128 MiB"
+    wal_sync: bool = False
+    strict_write: bool = False
+    max_cache_readers: int = 32
+
+    @property
+    def time_unit(self) -> str:
+        return PRECISIONS[self.precision]
+
+
+@dataclass
+class Column:
+    name: str
+    kind: str  # TIME, TAG or FIELD
+    sql_type: str  # TIMESTAMP(NANOSECOND), STRING, DOUBLE, BIGINT, BIGINT UNSIGNED, BOOLEAN
+    codec: str = "DEFAULT"
+
+
+@dataclass
+class Table:
+    """A measurement: `time`, then tags and fields in the order they were created."""
+
+    name: str
+    columns: list[Column] = field(default_factory=list)
+
+    def column(self, name: str) -> Column | None:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        return None
+
+    @property
+    def tags(self) -> list[str]:
+        return [c.name for c in self.columns if c.kind == "TAG"]
+
+    @property
+    def fields(self) -> list[Column]:
+        return [c for c in self.columns if c.kind == "FIELD"]
+
+    def arrow_schema(self, time_unit: str) -> pa.Schema:
+        """`SELECT *` order as CnosDB: time, tags, fields (each group in creation order)."""
+        ordered = (
+            [pa.field("time", pa.timestamp(time_unit), nullable=False)]
+            + [pa.field(name, pa.string()) for name in self.tags]
+            + [pa.field(c.name, FIELD_TYPES[c.sql_type]) for c in self.fields]
+        )
+        return pa.schema(ordered)
+
+
+@dataclass
+class Database:
+    name: str
+    options: DatabaseOptions = field(default_factory=DatabaseOptions)
+    tables: dict[str, Table] = field(default_factory=dict)
+
+
+@dataclass
+class Catalog:
+    """All tenants' databases and table schemas, persisted to `path`."""
+
+    path: Path
+    tenants: dict[str, dict[str, Database]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Catalog:
+        catalog = cls(path)
+        if path.exists():
+            doc = json.loads(path.read_text())
+            for tenant, databases in doc["tenants"].items():
+                catalog.tenants[tenant] = {name: _database_from_json(name, d) for name, d in databases.items()}
+        catalog.tenants.setdefault(DEFAULT_TENANT, {})
+        if not path.exists():
+            catalog.tenants[DEFAULT_TENANT][DEFAULT_DATABASE] = Database(DEFAULT_DATABASE)
+            catalog.save()
+        return catalog
+
+    def save(self) -> None:
+        doc = {
+            "version": 1,
+            "tenants": {
+                tenant: {name: _database_to_json(db) for name, db in databases.items()}
+                for tenant, databases in self.tenants.items()
+            },
+        }
+        write_atomically(self.path, json.dumps(doc, indent=1).encode())
+
+    def database(self, tenant: str, name: str) -> Database:
+        databases = self.tenants.get(tenant)
+        if databases is None:
+            raise errors.tenant_not_found(tenant)
+        db = databases.get(name)
+        if db is None:
+            raise errors.database_not_found(name)
+        return db
+
+    def has_database(self, tenant: str, name: str) -> bool:
+        return name in self.tenants.get(tenant, {})
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new content, whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _database_to_json(db: Database) -> dict[str, Any]:
+    return {
+        "options": vars(db.options),
+        "tables": {
+            name: [[c.name, c.kind, c.sql_type, c.codec] for c in table.columns] for name, table in db.tables.items()
+        },
+    }
+
+
+def _database_from_json(name: str, doc: dict[str, Any]) -> Database:
+    tables = {tname: Table(tname, [Column(*c) for c in columns]) for tname, columns in doc.get("tables", {}).items()}
+    return Database(name, DatabaseOptions(**doc["options"]), tables)

@@ -1,0 +1,756 @@
+"""The database engine: catalog, WAL, memtable, Parquet files, background flush/compaction/TTL, and SQL entry.
+
+Write path: parse (line protocol → Arrow columns) → check schemas under the engine lock → catalog change (if
+any) → WAL append → memtable insert → (per fsync policy) wait for the group fsync → acknowledge.
+Read path: a snapshot (files + memtables) → one pyarrow dataset per table → DataFusion (see `db.query`).
+
+All methods are blocking and thread-safe; the HTTP server calls them from an executor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from tidepool.db import errors
+from tidepool.db.catalog import (
+    DEFAULT_DATABASE,
+    DEFAULT_TENANT,
+    FIELD_TYPES,
+    Catalog,
+    Column,
+    Database,
+    Table,
+)
+from tidepool.db.errors import DbError
+from tidepool.db.storage import wal as wal_mod
+from tidepool.db.storage.files import DataFile, Manifest, check_readable, write_parquet
+from tidepool.db.storage.memtable import Memtable, TableBuffer, combine, dedup
+from tidepool.lineproto import FieldType, LineProtocolError, ParsedBatch, parse, precision_factor
+from tidepool.logs import get_logger
+
+log = get_logger("db")
+
+_SQL_TYPE_OF = {
+    FieldType.FLOAT: "DOUBLE",
+    FieldType.INTEGER: "BIGINT",
+    FieldType.UNSIGNED: "BIGINT UNSIGNED",
+    FieldType.STRING: "STRING",
+    FieldType.BOOLEAN: "BOOLEAN",
+}
+_UNIT_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000}
+_TIME_SQL_TYPE = {"ns": "TIMESTAMP(NANOSECOND)", "us": "TIMESTAMP(MICROSECOND)", "ms": "TIMESTAMP(MILLISECOND)"}
+_REC_LINES = 1
+_REC_TABLE = 2
+
+
+@dataclass
+class EngineConfig:
+    """Tuning knobs; the defaults suit one machine. `fsync`: per-write | interval (default) | off."""
+
+    fsync: str = "interval"
+    fsync_interval_s: float = 0.1
+    memtable_bytes: int = 128 * 1024 * 1024  # flush when the memtables hold this much Arrow data
+    flush_age_s: float = 300.0  # ... or when the oldest unflushed write is this old
+    compact_min_files: int = 4  # merge a window's files when it has this many (or any two overlap in time)
+    background_interval_s: float = 1.0  # how often flush age, compaction and TTL are checked
+    background: bool = True  # run flush/compaction/TTL in a background thread
+
+
+@dataclass
+class QueryResult:
+    """Rows of one statement: an Arrow schema and a (possibly lazy) stream of batches."""
+
+    schema: pa.Schema
+    batches: Iterator[pa.RecordBatch]
+
+    def to_table(self) -> pa.Table:
+        return pa.Table.from_batches(list(self.batches), schema=self.schema)
+
+
+@dataclass
+class Chunk:
+    """The points of one measurement in one write, converted to the database's time unit."""
+
+    table: str
+    data: pa.Table
+    tags: list[str]
+    fields: dict[str, str]  # field name → SQL type
+    min_time: int
+    max_time: int
+
+
+@dataclass
+class TableSnapshot:
+    """What a query reads of one table: files (oldest first) and memtable buffers (older first)."""
+
+    schema: pa.Schema
+    tags: list[str]
+    vnode: int  # window length in the database's time unit
+    files: list[DataFile]
+    buffers: list[TableBuffer] = field(default_factory=list)
+
+
+class Engine:
+    def __init__(self, data_dir: Path, config: EngineConfig) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self._lock = threading.RLock()  # catalog, manifest list, memtable swap, WAL order
+        self._maintenance = threading.RLock()  # one flush / compaction / delete / drop at a time
+        self._flushed = threading.Condition(self._lock)
+        self.catalog = Catalog.load(data_dir / "catalog.json")
+        self.manifest = Manifest.load(data_dir / "manifest.json")
+        self.memtable = Memtable()
+        self._frozen: list[Memtable] = []
+        self._memtable_since: float | None = None
+        self._obsolete: list[Path] = []
+        self._active_readers = 0
+        # id(first chunk) → (first chunk, chunk count, deduplicated rows): memtable rows merged once per change
+        self._dedup_cache: dict[int, tuple[pa.Table, int, pa.Table]] = {}
+        self.recovery_report: list[str] = []
+        self.counters: dict[str, int] = {
+            "points_written": 0,
+            "write_requests": 0,
+            "write_errors": 0,
+            "queries": 0,
+            "query_errors": 0,
+            "flushes": 0,
+            "compactions": 0,
+            "ttl_dropped_files": 0,
+            "wal_replayed_records": 0,
+        }
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._background: threading.Thread | None = None
+        self.wal: wal_mod.WriteAheadLog
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, config: EngineConfig | None = None) -> Engine:
+        """Open (or create) the database in `data_dir`: check files, replay the WAL, start background work."""
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        engine = cls(data_dir, config or EngineConfig())
+        engine._recover()
+        if engine.config.background:
+            engine._background = threading.Thread(target=engine._run_background, name="db-background", daemon=True)
+            engine._background.start()
+        return engine
+
+    def _recover(self) -> None:
+        kept = []
+        for data_file in self.manifest.files:
+            problem = check_readable(self.data_dir / data_file.path)
+            if problem is None:
+                kept.append(data_file)
+            else:
+                message = f"dropped unreadable Parquet file {data_file.path} ({data_file.rows} rows): {problem}"
+                log.error(message)
+                self.recovery_report.append(message)
+        if len(kept) != len(self.manifest.files):
+            self.manifest.files = kept
+            self.manifest.save()
+        listed = {self.data_dir / f.path for f in self.manifest.files}
+        for path in (self.data_dir / "data").rglob("*") if (self.data_dir / "data").exists() else []:
+            if path.is_file() and path not in listed:
+                log.info("removing %s: not in the manifest (left by an interrupted flush or compaction)", path)
+                path.unlink()
+        wal_dir = self.data_dir / "wal"
+        wal_dir.mkdir(exist_ok=True)
+        before = len(self.recovery_report)
+        replayed = 0
+        for record in wal_mod.replay(wal_dir, self.manifest.wal_checkpoint):
+            try:
+                self._replay(record.payload)
+                replayed += 1
+            except DbError as exc:
+                message = f"skipped WAL record in segment {record.segment}: {exc.message}"
+                log.warning(message)
+                self.recovery_report.append(message)
+        self.counters["wal_replayed_records"] = replayed
+        segments = wal_mod.list_segments(wal_dir)
+        next_segment = max([self.manifest.wal_checkpoint - 1, *segments]) + 1
+        self.wal = wal_mod.WriteAheadLog(wal_dir, next_segment, self.config.fsync, self.config.fsync_interval_s)
+        if replayed or len(self.recovery_report) > before:
+            log.info("replayed %d WAL records (%d rows in memory)", replayed, self.memtable.rows)
+
+    def close(self) -> None:
+        """Flush the memtable to Parquet and close the WAL; the engine is unusable afterwards."""
+        self._stop.set()
+        self._wake.set()
+        if self._background is not None:
+            self._background.join()
+        self.flush()
+        self.wal.close()
+        self._delete_obsolete()
+
+    # --- writes ------------------------------------------------------------------------------------------
+
+    def write_lines(self, tenant: str, database: str, body: bytes, precision: str = "ns") -> int:
+        """Store a line-protocol body whole or not at all; returns the number of points."""
+        try:
+            try:
+                precision_factor(precision)
+            except ValueError as exc:
+                raise errors.invalid_param(str(exc)) from None
+            now_ns = time.time_ns()
+            try:
+                parsed = parse(body, precision, now_ns=now_ns)
+            except LineProtocolError as exc:
+                raise errors.line_protocol("; ".join(str(e) for e in exc.errors[:10])) from None
+            if parsed.num_points == 0:
+                return 0
+            record = b"".join((
+                bytes([_REC_LINES]), _encode_names(tenant, database), struct.pack("<q", now_ns),
+                _precision_tag(precision), bytes(body),
+            ))  # fmt: skip
+            with self._lock:
+                db = self.catalog.database(tenant, database)
+                seq = self._ingest(tenant, db, _chunks_from_lines(parsed, db.options.time_unit), record)
+            self.wal.wait_durable(seq)
+            self._after_write(parsed.num_points)
+            return parsed.num_points
+        except DbError:
+            self.counters["write_errors"] += 1
+            raise
+
+    def write_table(self, tenant: str, database: str, table: str, data: pa.Table) -> int:
+        """Store rows given as Arrow columns named as the table's (INSERT ... VALUES/SELECT)."""
+        with self._lock:
+            db = self.catalog.database(tenant, database)
+            chunk = _chunk_from_table(db.tables[table], data)
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, chunk.data.schema) as writer:
+                writer.write_table(chunk.data)
+            record = bytes([_REC_TABLE]) + _encode_names(tenant, database, table) + sink.getvalue().to_pybytes()
+            seq = self._ingest(tenant, db, [chunk], record)
+        self.wal.wait_durable(seq)
+        self._after_write(data.num_rows)
+        return data.num_rows
+
+    def _ingest(self, tenant: str, db: Database, chunks: list[Chunk], record: bytes | None) -> int:
+        """Check `chunks` against the schemas, then log and buffer them. Caller holds the lock."""
+        changes = _schema_changes(db, chunks)
+        if db.options.ttl_ns is not None:
+            cutoff = (time.time_ns() - db.options.ttl_ns) // _UNIT_NS[db.options.time_unit]
+            if min(c.min_time for c in chunks) < cutoff:
+                raise errors.not_supported("create expired bucket")
+        if changes:
+            for table_name, columns in changes.items():
+                table = db.tables.setdefault(
+                    table_name, Table(table_name, [Column("time", "TIME", _TIME_SQL_TYPE[db.options.time_unit])])
+                )
+                table.columns.extend(columns)
+            if record is not None:
+                self.catalog.save()
+        seq = self.wal.append(record) if record is not None else 0
+        for chunk in chunks:
+            self.memtable.insert((tenant, db.name, chunk.table), chunk.data, chunk.min_time, chunk.max_time)
+        if self._memtable_since is None:
+            self._memtable_since = time.monotonic()
+        return seq
+
+    def _after_write(self, points: int) -> None:
+        self.counters["points_written"] += points
+        self.counters["write_requests"] += 1
+        if self.memtable.nbytes >= self.config.memtable_bytes:
+            if self.config.background:
+                self._wake.set()
+                with self._lock:  # back-pressure: never hold more than twice the limit in memory
+                    while self.memtable.nbytes >= 2 * self.config.memtable_bytes and not self._stop.is_set():
+                        self._flushed.wait(1.0)
+            else:
+                self.flush()
+
+    def _replay(self, payload: bytes) -> None:
+        kind = payload[0]
+        if kind == _REC_LINES:
+            (tenant, database), offset = _decode_names(payload, 1, 2)
+            (now_ns,) = struct.unpack_from("<q", payload, offset)
+            offset += 8
+            plen = payload[offset]
+            precision = payload[offset + 1 : offset + 1 + plen].decode()
+            body = payload[offset + 1 + plen :]
+            db = self.catalog.database(tenant, database)
+            parsed = parse(body, precision, now_ns=now_ns)
+            self._ingest(tenant, db, _chunks_from_lines(parsed, db.options.time_unit), None)
+        elif kind == _REC_TABLE:
+            (tenant, database, table), offset = _decode_names(payload, 1, 3)
+            data = pa.ipc.open_stream(payload[offset:]).read_all()
+            db = self.catalog.database(tenant, database)
+            if table not in db.tables:
+                raise errors.table_not_found(tenant, database, table)
+            self._ingest(tenant, db, [_chunk_from_table(db.tables[table], data)], None)
+
+    # --- flush, compaction, TTL --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every memtable row to Parquet now and checkpoint the WAL."""
+        with self._maintenance:
+            with self._lock:
+                if self.memtable.rows == 0:
+                    return
+                frozen = self.memtable
+                self.memtable = Memtable()
+                self._memtable_since = None
+                self._frozen.append(frozen)
+                checkpoint = self.wal.segment + 1
+                self.wal.rotate(checkpoint)
+            started = time.monotonic()
+            new_files: list[DataFile] = []
+            for key, buffer in sorted(frozen.tables.items()):
+                tenant, database, table_name = key
+                with self._lock:
+                    db = self.catalog.tenants.get(tenant, {}).get(database)
+                    table = db.tables.get(table_name) if db else None
+                    if db is None or table is None:
+                        continue
+                    schema = table.arrow_schema(db.options.time_unit)
+                    tags = table.tags
+                    vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+                data = dedup(combine(buffer.chunks, schema), tags)
+                new_files.extend(self._write_windows(tenant, database, table_name, data, tags, vnode, level=0))
+            with self._lock:
+                self.manifest.files.extend(new_files)
+                self.manifest.wal_checkpoint = checkpoint
+                self.manifest.save()
+                self._frozen.remove(frozen)
+                self._flushed.notify_all()
+            self.wal.delete_before(checkpoint)
+            self.counters["flushes"] += 1
+            log.info("flushed %d rows into %d files in %.2fs", frozen.rows, len(new_files), time.monotonic() - started)
+
+    def _write_windows(
+        self, tenant: str, database: str, table: str, data: pa.Table, tags: list[str], vnode: int, level: int,
+        seq: int | None = None,
+    ) -> list[DataFile]:  # fmt: skip
+        """Write `data` (deduplicated, sorted) as one file per time window; the manifest is not touched."""
+        times = data.column("time").cast(pa.int64())
+        windows = pc.multiply(pc.divide(pc.subtract(times, pc.if_else(pc.less(times, 0), vnode - 1, 0)), vnode),
+                              vnode)  # fmt: skip
+        result = []
+        distinct = pc.unique(windows).to_pylist()
+        for window in distinct:
+            part = data if len(distinct) == 1 else data.filter(pc.equal(windows, window))
+            part_times = part.column("time").cast(pa.int64())
+            with self._lock:
+                file_id = self.manifest.allocate_id()
+            relative = f"data/{tenant}/{database}/{table}/{window}/{file_id:012d}.parquet"
+            size = write_parquet(self.data_dir, relative, part, tags)
+            result.append(DataFile(
+                id=file_id, seq=seq if seq is not None else file_id, tenant=tenant, database=database, table=table,
+                window=window, path=relative, min_time=pc.min(part_times).as_py(), max_time=pc.max(part_times).as_py(),
+                rows=part.num_rows, bytes=size, level=level,
+            ))  # fmt: skip
+        return result
+
+    def compact(self, force: bool = False) -> int:
+        """Merge the files of each time window that has enough (or overlapping) files; `force` merges any ≥ 2.
+        Returns the number of windows compacted."""
+        compacted = 0
+        with self._maintenance:
+            with self._lock:
+                groups: dict[tuple[str, str, str, int], list[DataFile]] = {}
+                for data_file in self.manifest.files:
+                    key = (data_file.tenant, data_file.database, data_file.table, data_file.window)
+                    groups.setdefault(key, []).append(data_file)
+            for (tenant, database, table_name, window), files in sorted(groups.items()):
+                if len(files) < 2:
+                    continue
+                if not (force or len(files) >= self.config.compact_min_files or _any_overlap(files)):
+                    continue
+                with self._lock:
+                    db = self.catalog.tenants.get(tenant, {}).get(database)
+                    table = db.tables.get(table_name) if db else None
+                    if db is None or table is None:
+                        continue
+                    schema = table.arrow_schema(db.options.time_unit)
+                    tags = table.tags
+                    vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+                files = sorted(files, key=lambda f: f.seq)
+                data = dedup(self._read_files(files, schema), tags)
+                outputs = self._write_windows(
+                    tenant, database, table_name, data, tags, vnode, level=1, seq=max(f.seq for f in files)
+                )
+                with self._lock:
+                    self._replace_files(files, outputs)
+                compacted += 1
+                self.counters["compactions"] += 1
+                log.info(
+                    "compacted %d files of %s.%s window %d into %d (%d rows)",
+                    len(files), database, table_name, window, len(outputs), data.num_rows,
+                )  # fmt: skip
+        self._delete_obsolete()
+        return compacted
+
+    def _read_files(self, files: list[DataFile], schema: pa.Schema) -> pa.Table:
+        dataset = ds.FileSystemDataset.from_paths(
+            [str(self.data_dir / f.path) for f in files], schema=schema, format=ds.ParquetFileFormat(),
+            filesystem=pa.fs.LocalFileSystem(),
+        )  # fmt: skip
+        # One fragment after another, so rows keep file order (older files first) for the dedup.
+        return pa.concat_tables([frag.to_table(schema=schema) for frag in dataset.get_fragments()]) if files \
+            else schema.empty_table()  # fmt: skip
+
+    def _replace_files(self, old: list[DataFile], new: list[DataFile]) -> None:
+        """Swap files in the manifest atomically; the old ones are deleted once no query reads them."""
+        gone = {f.id for f in old}
+        self.manifest.files = [f for f in self.manifest.files if f.id not in gone] + new
+        self.manifest.save()
+        self._obsolete.extend(self.data_dir / f.path for f in old)
+
+    def enforce_ttl(self) -> int:
+        """Drop whole windows that lie entirely before now − TTL; returns the number of files dropped."""
+        dropped: list[DataFile] = []
+        with self._maintenance, self._lock:
+            now = time.time_ns()
+            for data_file in self.manifest.files:
+                db = self.catalog.tenants.get(data_file.tenant, {}).get(data_file.database)
+                if db is None or db.options.ttl_ns is None:
+                    continue
+                unit = _UNIT_NS[db.options.time_unit]
+                window_end = (data_file.window + db.options.vnode_duration_ns // unit) * unit
+                if window_end <= now - db.options.ttl_ns:
+                    dropped.append(data_file)
+            if dropped:
+                self._replace_files(dropped, [])
+                self.counters["ttl_dropped_files"] += len(dropped)
+                log.info("TTL: dropped %d expired files", len(dropped))
+        self._delete_obsolete()
+        return len(dropped)
+
+    def _delete_obsolete(self) -> None:
+        with self._lock:
+            if self._active_readers:
+                return
+            paths, self._obsolete = self._obsolete, []
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def _run_background(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.config.background_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                since = self._memtable_since
+                aged = since is not None and time.monotonic() - since >= self.config.flush_age_s
+                if self.memtable.nbytes >= self.config.memtable_bytes or aged:
+                    self.flush()
+                self.compact()
+                self.enforce_ttl()
+            except Exception:  # keep the server up; the next round retries
+                log.exception("background flush/compaction failed")
+
+    # --- catalog operations (used by the SQL layer) ------------------------------------------------------
+
+    def database_exists(self, tenant: str, database: str) -> bool:
+        with self._lock:
+            return self.catalog.has_database(tenant, database)
+
+    def create_database(self, tenant: str, database: Database, if_not_exists: bool = False) -> None:
+        with self._lock:
+            databases = self.catalog.tenants.get(tenant)
+            if databases is None:
+                raise errors.tenant_not_found(tenant)
+            if database.name in databases:
+                if if_not_exists:
+                    return
+                raise errors.database_already_exists(database.name)
+            databases[database.name] = database
+            self.catalog.save()
+
+    def drop_database(self, tenant: str, name: str, if_exists: bool = False) -> None:
+        with self._maintenance:
+            if not self.database_exists(tenant, name):
+                if if_exists:
+                    return
+                raise errors.database_not_found(name)
+            self.flush()  # so that no WAL record of this database is replayed into a later namesake
+            with self._lock:
+                del self.catalog.tenants[tenant][name]
+                self.catalog.save()
+                self.memtable.drop(lambda key: key[0] == tenant and key[1] == name)
+                self._replace_files([f for f in self.manifest.files if f.tenant == tenant and f.database == name], [])
+        self._delete_obsolete()
+
+    def update_database(self, tenant: str, name: str, change: Callable[[Database], None]) -> None:
+        with self._lock:
+            change(self.catalog.database(tenant, name))
+            self.catalog.save()
+
+    def create_table(self, tenant: str, database: str, table: Table, if_not_exists: bool = False) -> None:
+        with self._lock:
+            db = self.catalog.database(tenant, database)
+            if table.name in db.tables:
+                if if_not_exists:
+                    return
+                raise errors.table_already_exists(table.name)
+            table.columns.insert(0, Column("time", "TIME", _TIME_SQL_TYPE[db.options.time_unit]))
+            db.tables[table.name] = table
+            self.catalog.save()
+
+    def drop_table(self, tenant: str, database: str, name: str, if_exists: bool = False) -> None:
+        with self._maintenance:
+            with self._lock:
+                db = self.catalog.database(tenant, database)
+                if name not in db.tables:
+                    if if_exists:
+                        return
+                    raise errors.table_not_found(tenant, database, name)
+            self.flush()
+            with self._lock:
+                del db.tables[name]
+                self.catalog.save()
+                self.memtable.drop(lambda key: key == (tenant, database, name))
+                self._replace_files(
+                    [f for f in self.manifest.files if (f.tenant, f.database, f.table) == (tenant, database, name)], []
+                )
+        self._delete_obsolete()
+
+    def alter_table(self, tenant: str, database: str, name: str, change: Callable[[Table], None]) -> None:
+        with self._lock:
+            db = self.catalog.database(tenant, database)
+            if name not in db.tables:
+                raise errors.table_not_found(tenant, database, name)
+            change(db.tables[name])
+            self.catalog.save()
+
+    def rewrite_table(self, tenant: str, database: str, name: str, keep: Callable[[pa.Table], pa.Table]) -> None:
+        """Apply `keep` (a row filter) to every stored row of a table: DELETE. Flushes first."""
+        with self._maintenance:
+            self.flush()
+            snapshot = self.snapshot(tenant, database, name)
+            try:
+                for data_file in snapshot.files:
+                    data = self._read_files([data_file], snapshot.schema)
+                    kept = keep(data)
+                    if kept.num_rows == data.num_rows:
+                        continue
+                    outputs: list[DataFile] = []
+                    if kept.num_rows:
+                        outputs = self._write_windows(
+                            tenant, database, name, kept, snapshot.tags, snapshot.vnode, data_file.level, data_file.seq
+                        )
+                    with self._lock:
+                        self._replace_files([data_file], outputs)
+            finally:
+                self.release(snapshot)
+        self._delete_obsolete()
+
+    # --- reads -------------------------------------------------------------------------------------------
+
+    def snapshot(self, tenant: str, database: str, table_name: str) -> TableSnapshot:
+        """A consistent view of one table; call `release` when done reading its files."""
+        with self._lock:
+            db = self.catalog.database(tenant, database)
+            table = db.tables.get(table_name)
+            if table is None:
+                raise errors.table_not_found(tenant, database, table_name)
+            key = (tenant, database, table_name)
+            buffers = [b for m in [*self._frozen, self.memtable] if (b := m.snapshot(key)) is not None]
+            self._active_readers += 1
+            vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+            return TableSnapshot(
+                table.arrow_schema(db.options.time_unit), table.tags, vnode, self.manifest.table_files(*key), buffers
+            )
+
+    def release(self, snapshot: TableSnapshot) -> None:
+        with self._lock:
+            self._active_readers -= 1
+        self._delete_obsolete()
+
+    def dataset(self, snapshot: TableSnapshot) -> ds.Dataset:
+        """One dataset over a snapshot, with no duplicate (series, time): clean files are scanned in place; files
+        whose time ranges overlap others (and the memtable) are merged in memory first."""
+        schema = snapshot.schema
+        sources: list[tuple[int, int, DataFile | None]] = [(f.min_time, f.max_time, f) for f in snapshot.files]
+        if snapshot.buffers:
+            sources.append((min(b.min_time for b in snapshot.buffers), max(b.max_time for b in snapshot.buffers), None))
+        clusters = _overlap_clusters(sources)
+        clean: list[str] = []
+        merged: list[pa.Table] = []
+        for cluster in clusters:
+            files = sorted((f for _, _, f in cluster if f is not None), key=lambda f: f.seq)
+            has_memory = any(f is None for _, _, f in cluster)
+            if len(files) == 1 and not has_memory:
+                clean.append(str(self.data_dir / files[0].path))
+                continue
+            parts = [self._read_files(files, schema)] if files else []
+            if has_memory:
+                parts.append(self._memory_table(snapshot))
+            merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(parts) > 1 else parts[0])
+        children: list[ds.Dataset] = []
+        if clean:
+            children.append(ds.FileSystemDataset.from_paths(
+                clean, schema=schema, format=ds.ParquetFileFormat(), filesystem=pa.fs.LocalFileSystem()
+            ))  # fmt: skip
+        if merged:
+            children.append(ds.dataset(pa.concat_tables(merged), schema=schema))
+        if not children:
+            return ds.dataset(schema.empty_table())
+        return children[0] if len(children) == 1 else ds.dataset(children)
+
+    def _memory_table(self, snapshot: TableSnapshot) -> pa.Table:
+        """The deduplicated memtable rows of a snapshot, cached per memtable version."""
+        tables = []
+        for buffer in snapshot.buffers:
+            first = buffer.chunks[0]
+            cached = self._dedup_cache.get(id(first))
+            if (cached is not None and cached[0] is first and cached[1] == len(buffer.chunks)
+                    and cached[2].schema.equals(snapshot.schema)):  # fmt: skip
+                tables.append(cached[2])
+                continue
+            table = dedup(combine(buffer.chunks, snapshot.schema), snapshot.tags)
+            self._dedup_cache[id(first)] = (first, len(buffer.chunks), table)
+            tables.append(table)
+        if len(self._dedup_cache) > 64:
+            self._dedup_cache.clear()
+        return dedup(pa.concat_tables(tables), snapshot.tags) if len(tables) > 1 else tables[0]
+
+    def execute(self, tenant: str, database: str, sql: str) -> QueryResult:
+        """Run one SQL statement (CnosDB dialect) against `database`."""
+        from tidepool.db.query.statements import execute
+
+        self.counters["queries"] += 1
+        try:
+            return execute(self, tenant, database, sql)
+        except DbError:
+            self.counters["query_errors"] += 1
+            raise
+
+    def stats(self) -> dict[str, int | float]:
+        with self._lock:
+            files = list(self.manifest.files)
+            result: dict[str, int | float] = dict(self.counters)
+            result.update(
+                wal_bytes=sum(p.stat().st_size for p in (self.data_dir / "wal").glob("*.wal")),
+                parquet_files=len(files),
+                parquet_bytes=sum(f.bytes for f in files),
+                parquet_rows=sum(f.rows for f in files),
+                memtable_rows=self.memtable.rows + sum(m.rows for m in self._frozen),
+                memtable_bytes=self.memtable.nbytes + sum(m.nbytes for m in self._frozen),
+                databases=sum(len(d) for d in self.catalog.tenants.values()),
+            )
+            return result
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _encode_names(*names: str) -> bytes:
+    out = b""
+    for name in names:
+        raw = name.encode()
+        out += struct.pack("<H", len(raw)) + raw
+    return out
+
+
+def _decode_names(payload: bytes, offset: int, count: int) -> tuple[list[str], int]:
+    names = []
+    for _ in range(count):
+        (length,) = struct.unpack_from("<H", payload, offset)
+        names.append(payload[offset + 2 : offset + 2 + length].decode())
+        offset += 2 + length
+    return names, offset
+
+
+def _precision_tag(precision: str) -> bytes:
+    raw = precision.encode()
+    return bytes([len(raw)]) + raw
+
+
+def _to_unit(times: pa.Array, unit: str) -> pa.Array:
+    """int64 nanoseconds → the database's unit (floor division), as int64."""
+    factor = _UNIT_NS[unit]
+    if factor == 1:
+        return times
+    return pc.divide(pc.subtract(times, pc.if_else(pc.less(times, 0), factor - 1, 0)), factor)
+
+
+def _chunks_from_lines(parsed: ParsedBatch, unit: str) -> list[Chunk]:
+    chunks = []
+    for name, batch in parsed.measurements.items():
+        times = _to_unit(batch.time, unit)
+        columns: dict[str, pa.Array] = {"time": times.cast(pa.timestamp(unit))}
+        for key, values in batch.tags.items():
+            columns[key] = values
+        field_types = {}
+        for key, (ftype, values) in batch.fields.items():
+            columns[key] = values
+            field_types[key] = _SQL_TYPE_OF[ftype]
+        chunks.append(Chunk(name, pa.table(columns), list(batch.tags), field_types,
+                            pc.min(times).as_py(), pc.max(times).as_py()))  # fmt: skip
+    return chunks
+
+
+def _chunk_from_table(table: Table, data: pa.Table) -> Chunk:
+    times = data.column("time").cast(pa.int64())
+    tags = [n for n in data.column_names if n in table.tags]
+    fields = {c.name: c.sql_type for c in table.fields if c.name in data.column_names}
+    return Chunk(table.name, data, tags, fields, pc.min(times).as_py(), pc.max(times).as_py())
+
+
+def _type_name(column: Column) -> str:
+    return "TAG" if column.kind == "TAG" else errors.TYPE_NAMES[column.sql_type]
+
+
+def _schema_changes(db: Database, chunks: list[Chunk]) -> dict[str, list[Column]]:
+    """New columns per table that `chunks` need; raises on a type or tag/field conflict (nothing applied)."""
+    changes: dict[str, list[Column]] = {}
+    for chunk in chunks:
+        table = db.tables.get(chunk.table)
+        pending = changes.setdefault(chunk.table, [])
+        known = {c.name: c for c in (table.columns if table else [])} | {c.name: c for c in pending}
+        for tag in chunk.tags:
+            column = known.get(tag)
+            if column is None:
+                pending.append(Column(tag, "TAG", "STRING"))
+                known[tag] = pending[-1]
+            elif column.kind != "TAG":
+                raise errors.type_conflict(tag, "TAG", _type_name(column))
+        for name, sql_type in chunk.fields.items():
+            column = known.get(name)
+            if column is None:
+                if name == "time":
+                    raise errors.type_conflict(name, errors.TYPE_NAMES[sql_type], "TIME")
+                pending.append(Column(name, "FIELD", sql_type))
+                known[name] = pending[-1]
+            elif column.kind != "FIELD" or column.sql_type != sql_type:
+                raise errors.type_conflict(name, errors.TYPE_NAMES[sql_type], _type_name(column))
+        if not pending:
+            del changes[chunk.table]
+    return changes
+
+
+def _any_overlap(files: list[DataFile]) -> bool:
+    ordered = sorted(files, key=lambda f: f.min_time)
+    return any(b.min_time <= a.max_time for a, b in itertools.pairwise(ordered))
+
+
+def _overlap_clusters(sources: list[tuple[int, int, DataFile | None]]) -> list[list[tuple[int, int, DataFile | None]]]:
+    """Group sources whose [min, max] time ranges overlap, transitively."""
+    clusters: list[list[tuple[int, int, DataFile | None]]] = []
+    end = None
+    for source in sorted(sources, key=lambda s: s[0]):
+        if end is not None and source[0] <= end:
+            clusters[-1].append(source)
+            end = max(end, source[1])
+        else:
+            clusters.append([source])
+            end = source[1]
+    return clusters
+
+
+__all__ = ["DEFAULT_DATABASE", "DEFAULT_TENANT", "FIELD_TYPES", "Engine", "EngineConfig", "QueryResult"]

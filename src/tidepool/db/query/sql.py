@@ -1,0 +1,303 @@
+"""SQL text utilities: a small tokenizer, statement splitting, identifiers, and CnosDB → DataFusion rewrites.
+
+CnosDB speaks DataFusion's dialect plus a few statements and functions of its own. The statements are parsed
+here (tokens are enough for them); everything else goes to DataFusion after `rewrite_functions` turned
+CnosDB-only functions into DataFusion ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tidepool.db import errors
+from tidepool.db.catalog import parse_duration
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+|--[^\n]*|/\*.*?\*/)
+  | (?P<string>'(?:[^']|'')*')
+  | (?P<quoted>"(?:[^"]|"")*")
+  | (?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+  | (?P<op><>|!=|>=|<=|::|[(),;=<>.*+\-/%@:\[\]{}|&^~!?])
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # string, quoted, number, word, op
+    text: str
+    start: int
+    end: int
+
+    @property
+    def upper(self) -> str:
+        return self.text.upper() if self.kind == "word" else self.text
+
+    @property
+    def value(self) -> str:
+        """The token as a name or literal: quotes removed, unquoted words lower-cased (as DataFusion does)."""
+        if self.kind == "string":
+            return self.text[1:-1].replace("''", "'")
+        if self.kind == "quoted":
+            return self.text[1:-1].replace('""', '"')
+        if self.kind == "word":
+            return self.text.lower()
+        return self.text
+
+
+def tokenize(sql: str) -> list[Token]:
+    tokens = []
+    pos = 0
+    while pos < len(sql):
+        match = _TOKEN_RE.match(sql, pos)
+        if match is None:
+            raise errors.sql_parser(f"Unexpected character {sql[pos]!r} at position {pos}")
+        kind = match.lastgroup or ""
+        if kind != "ws":
+            tokens.append(Token(kind, match.group(), match.start(), match.end()))
+        pos = match.end()
+    return tokens
+
+
+def split_statements(sql: str) -> list[str]:
+    """The non-empty statements of `sql`, split on `;` outside quotes and comments."""
+    try:
+        tokens = tokenize(sql)
+    except errors.DbError:
+        return [sql.strip()] if sql.strip() else []
+    statements, start = [], 0
+    for token in tokens:
+        if token.text == ";" and token.kind == "op":
+            statements.append(sql[start : token.start])
+            start = token.end
+    statements.append(sql[start:])
+    return [s.strip() for s in statements if tokenize_or_empty(s)]
+
+
+def tokenize_or_empty(sql: str) -> list[Token]:
+    try:
+        return tokenize(sql)
+    except errors.DbError:
+        return [Token("op", sql, 0, len(sql))]
+
+
+class Cursor:
+    """Reads a token list left to right; every `expect_*` raises CnosDB's parser error on a mismatch."""
+
+    def __init__(self, sql: str, tokens: list[Token]) -> None:
+        self.sql = sql
+        self.tokens = tokens
+        self.pos = 0
+
+    def peek(self, ahead: int = 0) -> Token | None:
+        index = self.pos + ahead
+        return self.tokens[index] if index < len(self.tokens) else None
+
+    def at_end(self) -> bool:
+        return self.pos >= len(self.tokens)
+
+    def next(self) -> Token:
+        token = self.peek()
+        if token is None:
+            raise errors.sql_parser("Expected more tokens, found: EOF")
+        self.pos += 1
+        return token
+
+    def accept(self, *words: str) -> bool:
+        """Consume `words` (keywords or punctuation) if they come next."""
+        for i, word in enumerate(words):
+            token = self.peek(i)
+            if token is None or token.upper != word:
+                return False
+        self.pos += len(words)
+        return True
+
+    def expect(self, *words: str) -> None:
+        if not self.accept(*words):
+            found = self.peek()
+            raise errors.sql_parser(f"Expected {' '.join(words)}, found: {found.text if found else 'EOF'}")
+
+    def name(self) -> str:
+        token = self.next()
+        if token.kind not in ("word", "quoted", "string"):
+            raise errors.sql_parser(f"Expected identifier, found: {token.text}")
+        return token.value
+
+    def rest(self) -> str:
+        """The remaining SQL text, verbatim."""
+        token = self.peek()
+        return self.sql[token.start :].strip() if token else ""
+
+    def text_until(self, *stop_words: str) -> str:
+        """Raw SQL from here up to (not including) the first top-level keyword in `stop_words`."""
+        depth = 0
+        start = self.peek()
+        if start is None:
+            return ""
+        while not self.at_end():
+            token = self.peek()
+            assert token is not None
+            if token.text == "(":
+                depth += 1
+            elif token.text == ")":
+                depth -= 1
+            elif depth == 0 and token.upper in stop_words:
+                break
+            self.pos += 1
+        end = self.tokens[self.pos - 1].end if self.pos > 0 else start.start
+        return self.sql[start.start : end].strip()
+
+    def identifiers(self, text: str) -> set[str]:
+        return identifiers(text)
+
+
+def identifiers(sql: str) -> set[str]:
+    """Names a piece of SQL may refer to: words and quoted identifiers, lower-cased/unquoted as DataFusion does."""
+    return {t.value for t in tokenize(sql) if t.kind in ("word", "quoted")}
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# --- CnosDB functions → DataFusion -------------------------------------------------------------------------
+
+_FUNC_RE = re.compile(r"\b(first|last|time_window)\s*\(", re.IGNORECASE)
+
+
+def rewrite_functions(sql: str) -> str:
+    """Rewrite CnosDB-only functions: `first(time, v)` / `last(time, v)` → `first_value(v ORDER BY time)` /
+    `last_value(...)` (named as CnosDB names them when they are a whole select item), and tumbling
+    `time_window(time, '10m')` → a {start, end} struct built from `date_bin`."""
+    out = []
+    pos = 0
+    while True:
+        match = _FUNC_RE.search(sql, pos)
+        if match is None:
+            out.append(sql[pos:])
+            return "".join(out)
+        before = sql[: match.start()].rstrip()
+        if before.endswith(".") or _inside_quotes(sql, match.start()):
+            out.append(sql[pos : match.end()])
+            pos = match.end()
+            continue
+        close = _matching_paren(sql, match.end() - 1)
+        args = _split_args(sql[match.end() : close])
+        name = match.group(1).lower()
+        replacement = None
+        if name in ("first", "last") and len(args) == 2:
+            time_arg, value_arg = (rewrite_functions(a) for a in args)
+            fn = "first_value" if name == "first" else "last_value"
+            replacement = f"{fn}({value_arg} ORDER BY {time_arg} ASC)"
+            if _is_bare_select_item(sql, match.start(), close + 1):
+                label = f"{name}({_qualified(sql, time_arg)},{_qualified(sql, value_arg)})"
+                replacement += f" AS {quote_ident(label)}"
+        elif name == "time_window":
+            replacement = _time_window(sql, match.start(), close + 1, [rewrite_functions(a) for a in args])
+        if replacement is None:
+            out.append(sql[pos : match.end()])
+            pos = match.end()
+            continue
+        out.append(sql[pos : match.start()])
+        out.append(replacement)
+        pos = close + 1
+
+
+def _time_window(sql: str, start: int, end: int, args: list[str]) -> str:
+    if len(args) < 2:
+        raise errors.invalid_time_window("time_window needs (time, window_duration[, slide_duration])")
+    if len(args) > 2 and args[2].strip().strip("'") != args[1].strip().strip("'"):
+        raise errors.not_implemented("sliding time_window (a slide different from the window duration)")
+    duration = args[1].strip()
+    if duration.startswith("'") and duration.endswith("'"):
+        nanos = parse_duration(duration[1:-1])
+        if nanos is None:
+            raise errors.invalid_time_window("window duration must be finite")
+        interval = f"INTERVAL '{nanos} nanoseconds'"
+    else:
+        interval = duration
+    bucket = f"date_bin({interval}, {args[0]})"
+    expr = f"named_struct('start', {bucket}, 'end', {bucket} + {interval})"
+    if _is_bare_select_item(sql, start, end):
+        expr += f" AS {quote_ident('time_window(' + ','.join(a.strip() for a in args) + ')')}"
+    return expr
+
+
+def _inside_quotes(sql: str, index: int) -> bool:
+    single = double = False
+    for ch in sql[:index]:
+        if ch == "'" and not double:
+            single = not single
+        elif ch == '"' and not single:
+            double = not double
+    return single or double
+
+
+def _matching_paren(sql: str, open_index: int) -> int:
+    depth = 0
+    quote = None
+    for i in range(open_index, len(sql)):
+        ch = sql[i]
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise errors.sql_parser("Expected ), found: EOF")
+
+
+def _split_args(text: str) -> list[str]:
+    args, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args.append(text[start:i].strip())
+            start = i + 1
+    if text.strip():
+        args.append(text[start:].strip())
+    return args
+
+
+def _is_bare_select_item(sql: str, start: int, end: int) -> bool:
+    """True if sql[start:end] is a whole item of a select list (preceded by SELECT or `,`, followed by `,` or
+    FROM or the end), so it gets CnosDB's column name rather than an alias the user wrote."""
+    before = sql[:start].rstrip()
+    after = sql[end:].lstrip()
+    preceded = before.endswith(",") or before.upper().endswith("SELECT")
+    followed = after == "" or after.startswith(",") or after.upper().startswith("FROM") or after.startswith(";")
+    return preceded and followed
+
+
+def _qualified(sql: str, expr: str) -> str:
+    """`time` → `air.time` when the query reads one table (CnosDB names columns of first/last that way)."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", expr):
+        return expr
+    match = re.search(r"\bFROM\s+([A-Za-z_][A-Za-z0-9_]*|\"[^\"]+\")", sql, re.IGNORECASE)
+    if match is None:
+        return expr
+    table = match.group(1).strip('"')
+    return f"{table}.{expr}"

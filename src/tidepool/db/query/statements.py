@@ -1,0 +1,628 @@
+"""One SQL statement → a QueryResult: CnosDB's own statements are handled here, queries go to DataFusion.
+
+Result columns and types follow CnosDB (query_server/query/src/sql/planner.rs): `SHOW DATABASES` →
+`database_name`, `SHOW TABLES` → `table_name`, `DESCRIBE TABLE` → column_name/data_type/column_type/
+compression_codec, `SHOW SERIES` → `key`, `SHOW TAG VALUES` → key/value, `INSERT` → `rows` (UInt64);
+DDL returns no columns and no rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidepool.db import errors
+from tidepool.db.catalog import (
+    FIELD_TYPES,
+    PRECISIONS,
+    Column,
+    Database,
+    DatabaseOptions,
+    Table,
+    check_name,
+    format_duration,
+    parse_duration,
+)
+from tidepool.db.errors import DbError
+from tidepool.db.query.sql import (
+    Cursor,
+    identifiers,
+    quote_ident,
+    rewrite_functions,
+    split_statements,
+    tokenize,
+)
+
+if TYPE_CHECKING:
+    from datafusion import SessionContext
+
+    from tidepool.db.engine import Engine, QueryResult, TableSnapshot
+
+_NO_ROWS = pa.schema([])
+_QUERY_STARTS = {"SELECT", "WITH", "EXPLAIN", "VALUES", "("}
+_ACCOUNT_WORDS = {"USER", "ROLE", "TENANT"}
+_CODECS = {
+    "BIGINT": {"DEFAULT", "NULL", "DELTA", "DELTATS", "QUANTILE"},
+    "BIGINT UNSIGNED": {"DEFAULT", "NULL", "DELTA", "DELTATS", "QUANTILE"},
+    "DOUBLE": {"DEFAULT", "NULL", "GORILLA", "QUANTILE"},
+    "STRING": {"DEFAULT", "NULL", "GZIP", "BZIP", "ZSTD", "SNAPPY", "ZLIB"},
+    "BOOLEAN": {"DEFAULT", "NULL", "BITPACK"},
+}
+
+
+def execute(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
+    statements = split_statements(sql)
+    if len(statements) > 1:
+        raise errors.multi_statement(len(statements), sql)
+    if not statements:
+        return _result(_NO_ROWS, [])
+    statement = statements[0]
+    tokens = tokenize(statement)
+    cur = Cursor(statement, tokens)
+    first = tokens[0].upper
+    second = tokens[1].upper if len(tokens) > 1 else ""
+    if first in _QUERY_STARTS:
+        return _datafusion_query(engine, tenant, database, statement)
+    if first == "SHOW":
+        return _show(engine, tenant, database, cur)
+    if first in ("DESCRIBE", "DESC"):
+        return _describe(engine, tenant, database, cur)
+    if first == "CREATE" and second == "DATABASE":
+        return _create_database(engine, tenant, cur)
+    if first == "CREATE" and second == "TABLE":
+        return _create_table(engine, tenant, database, cur)
+    if first == "DROP" and second in ("DATABASE", "TABLE"):
+        return _drop(engine, tenant, database, cur)
+    if first == "ALTER" and second == "DATABASE":
+        return _alter_database(engine, tenant, cur)
+    if first == "ALTER" and second == "TABLE":
+        return _alter_table(engine, tenant, database, cur)
+    if first == "INSERT":
+        return _insert(engine, tenant, database, cur)
+    if first == "DELETE":
+        return _delete(engine, tenant, database, cur)
+    if first in ("GRANT", "REVOKE") or (first in ("CREATE", "DROP", "ALTER") and second in _ACCOUNT_WORDS):
+        raise errors.not_implemented(f"{first} {second} (users and roles are handled by the HTTP API)")
+    if first in ("CREATE", "DROP", "ALTER", "UPDATE", "COPY", "RECOVER", "KILL"):
+        raise errors.not_implemented(f"{first} {second}".strip())
+    raise errors.sql_parser(f"Expected an SQL statement, found: {tokens[0].text}")
+
+
+def _result(schema: pa.Schema, batches: list[pa.RecordBatch]) -> QueryResult:
+    from tidepool.db.engine import QueryResult
+
+    return QueryResult(schema, iter(batches))
+
+
+def _table_result(table: pa.Table) -> QueryResult:
+    return _result(table.schema, table.to_batches())
+
+
+def _target_db(cur: Cursor, default: str) -> str:
+    return cur.name() if cur.accept("ON") else default
+
+
+# --- SHOW / DESCRIBE ---------------------------------------------------------------------------------------
+
+
+def _show(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("SHOW")
+    if cur.accept("DATABASES"):
+        with engine._lock:
+            names = sorted(engine.catalog.tenants.get(tenant, {}))
+        return _table_result(pa.table({"database_name": pa.array(names, pa.string())}))
+    if cur.accept("TABLES"):
+        db_name = _target_db(cur, database)
+        _expect_end(cur)
+        with engine._lock:
+            names = sorted(engine.catalog.database(tenant, db_name).tables)
+        return _table_result(pa.table({"table_name": pa.array(names, pa.string())}))
+    if cur.accept("SERIES"):
+        return _show_series(engine, tenant, database, cur)
+    if cur.accept("TAG", "VALUES"):
+        return _show_tag_values(engine, tenant, database, cur)
+    found = cur.peek()
+    raise errors.sql_parser(
+        f"Expected DATABASES, TABLES, SERIES or TAG VALUES after SHOW, found: {found.text if found else 'EOF'}"
+    )
+
+
+def _describe(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.next()
+    if cur.accept("DATABASE"):
+        name = cur.name()
+        _expect_end(cur)
+        with engine._lock:
+            options = engine.catalog.database(tenant, name).options
+        row = {
+            "ttl": format_duration(options.ttl_ns),
+            "shard": options.shard,
+            "vnode_duration": format_duration(options.vnode_duration_ns),
+            "replica": options.replica,
+            "precision": options.precision,
+            "max_memcache_size": options.max_memcache_size,
+            "memcache_partitions": options.memcache_partitions,
+            "wal_max_file_size": options.wal_max_file_size,
+            "wal_sync": str(options.wal_sync).lower(),
+            "strict_write": str(options.strict_write).lower(),
+            "max_cache_readers": options.max_cache_readers,
+        }
+        schema = pa.schema([(k, pa.uint64() if isinstance(v, int) else pa.string()) for k, v in row.items()])
+        return _table_result(pa.Table.from_pylist([row], schema=schema))
+    cur.accept("TABLE")
+    name = cur.name()
+    _expect_end(cur)
+    with engine._lock:
+        db = engine.catalog.database(tenant, database)
+        table = db.tables.get(name)
+        if table is None:
+            raise errors.table_not_found(tenant, database, name)
+        columns = [c for c in table.columns if c.kind == "TIME"] + [c for c in table.columns if c.kind == "TAG"] \
+            + [c for c in table.columns if c.kind == "FIELD"]  # fmt: skip
+    return _table_result(pa.table({
+        "column_name": pa.array([c.name for c in columns], pa.string()),
+        "data_type": pa.array([c.sql_type for c in columns], pa.string()),
+        "column_type": pa.array([c.kind for c in columns], pa.string()),
+        "compression_codec": pa.array([c.codec for c in columns], pa.string()),
+    }))  # fmt: skip
+
+
+def _show_series(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    db_name = _target_db(cur, database)
+    cur.expect("FROM")
+    table_name = cur.name()
+    where = cur.text_until("ORDER", "LIMIT", "OFFSET") if cur.accept("WHERE") else ""
+    order, limit, offset = _order_limit(cur)
+    snapshot = engine.snapshot(tenant, db_name, table_name)
+    try:
+        fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
+        for name in identifiers(where) & fields:
+            raise errors.show_series_where_field(name)
+        tags = snapshot.tags
+        if tags:
+            projection = ", ".join(quote_ident(t) for t in tags)
+            sql = f"SELECT DISTINCT {projection} FROM {quote_ident(table_name)}"
+        else:
+            sql = f"SELECT DISTINCT 1 FROM {quote_ident(table_name)}"
+        if where:
+            sql += f" WHERE {where}"
+        rows = _run_on_snapshot(engine, table_name, snapshot, sql).to_pylist()
+    finally:
+        engine.release(snapshot)
+    keys = []
+    for row in rows:
+        parts = [table_name] + [f"{t}={row[t]}" for t in sorted(tags) if row.get(t) is not None]
+        keys.append(",".join(parts))
+    keys.sort(reverse=order == "DESC")
+    keys = keys[offset : offset + limit if limit is not None else None]
+    return _table_result(pa.table({"key": pa.array(keys, pa.string())}))
+
+
+def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    db_name = _target_db(cur, database)
+    cur.expect("FROM")
+    table_name = cur.name()
+    cur.expect("WITH")
+    cur.expect("KEY")
+    snapshot = engine.snapshot(tenant, db_name, table_name)
+    try:
+        tags = snapshot.tags
+        if cur.accept("="):
+            keys = [cur.name()]
+        elif cur.accept("!=") or cur.accept("<>"):
+            excluded = cur.name()
+            keys = [t for t in tags if t != excluded]
+        elif cur.accept("IN"):
+            keys = _name_list(cur)
+        elif cur.accept("NOT", "IN"):
+            excluded_set = set(_name_list(cur))
+            keys = [t for t in tags if t not in excluded_set]
+        else:
+            found = cur.peek()
+            raise errors.sql_parser(f"Expected =, !=, IN or NOT IN, found: {found.text if found else 'EOF'}")
+        where = ""
+        if cur.accept("WHERE"):
+            where = cur.text_until("ORDER", "LIMIT", "OFFSET")
+        order, limit, offset = _order_limit(cur)
+        pairs: list[tuple[str, str]] = []
+        for key in sorted(k for k in keys if k in tags):
+            sql = f"SELECT DISTINCT {quote_ident(key)} AS v FROM {quote_ident(table_name)} WHERE " \
+                  f"{quote_ident(key)} IS NOT NULL" + (f" AND ({where})" if where else "")  # fmt: skip
+            values = _run_on_snapshot(engine, table_name, snapshot, sql).column("v").to_pylist()
+            pairs.extend((key, v) for v in sorted(values))
+    finally:
+        engine.release(snapshot)
+    if order == "DESC":
+        pairs.reverse()
+    pairs = pairs[offset : offset + limit if limit is not None else None]
+    return _table_result(pa.table({
+        "key": pa.array([k for k, _ in pairs], pa.string()), "value": pa.array([v for _, v in pairs], pa.string())
+    }))  # fmt: skip
+
+
+def _name_list(cur: Cursor) -> list[str]:
+    cur.expect("(")
+    names = [cur.name()]
+    while cur.accept(","):
+        names.append(cur.name())
+    cur.expect(")")
+    return names
+
+
+def _order_limit(cur: Cursor) -> tuple[str, int | None, int]:
+    order = "ASC"
+    limit: int | None = None
+    offset = 0
+    if cur.accept("ORDER", "BY"):
+        cur.name()
+        if cur.accept("DESC"):
+            order = "DESC"
+        else:
+            cur.accept("ASC")
+    if cur.accept("LIMIT"):
+        limit = int(cur.next().text)
+    if cur.accept("OFFSET"):
+        offset = int(cur.next().text)
+    _expect_end(cur)
+    return order, limit, offset
+
+
+def _expect_end(cur: Cursor) -> None:
+    token = cur.peek()
+    if token is not None:
+        raise errors.sql_parser(f"Expected end of statement, found: {token.text}")
+
+
+# --- DDL ---------------------------------------------------------------------------------------------------
+
+
+def _create_database(engine: Engine, tenant: str, cur: Cursor) -> QueryResult:
+    cur.expect("CREATE", "DATABASE")
+    if_not_exists = cur.accept("IF", "NOT", "EXISTS")
+    name = cur.name()
+    check_name(name)
+    options = DatabaseOptions()
+    if cur.accept("WITH"):
+        _apply_options(options, cur, creating=True)
+    _expect_end(cur)
+    engine.create_database(tenant, Database(name, options), if_not_exists)
+    return _result(_NO_ROWS, [])
+
+
+def _alter_database(engine: Engine, tenant: str, cur: Cursor) -> QueryResult:
+    cur.expect("ALTER", "DATABASE")
+    name = cur.name()
+    cur.expect("SET")
+    changes = DatabaseOptions()
+    given = _apply_options(changes, cur, creating=False)
+    _expect_end(cur)
+
+    def change(db: Database) -> None:
+        for key in given:
+            setattr(db.options, key, getattr(changes, key))
+
+    engine.update_database(tenant, name, change)
+    return _result(_NO_ROWS, [])
+
+
+def _apply_options(options: DatabaseOptions, cur: Cursor, creating: bool) -> list[str]:
+    given = []
+    while not cur.at_end():
+        key = cur.next().upper
+        value = cur.next().value
+        if key == "TTL":
+            options.ttl_ns = parse_duration(value)
+            given.append("ttl_ns")
+        elif key == "VNODE_DURATION":
+            vnode = parse_duration(value)
+            if vnode is None:
+                raise errors.invalid_param("VNODE_DURATION must be finite")
+            options.vnode_duration_ns = vnode
+            given.append("vnode_duration_ns")
+        elif key == "PRECISION":
+            if not creating:
+                raise errors.sql_parser("Expected TTL, SHARD, VNODE_DURATION, REPLICA ..., found: PRECISION")
+            if value.upper() not in PRECISIONS:
+                raise errors.invalid_param(f"precision '{value}' is not one of 'ms', 'us', 'ns'")
+            options.precision = value.upper()
+            given.append("precision")
+        elif key in ("SHARD", "REPLICA", "MEMCACHE_PARTITIONS", "MAX_CACHE_READERS"):
+            attr = key.lower()
+            if not value.isdigit():
+                raise errors.invalid_param(f"{key} must be a positive integer, found '{value}'")
+            setattr(options, attr, int(value))
+            given.append(attr)
+        elif key in ("MAX_MEMCACHE_SIZE", "WAL_MAX_FILE_SIZE"):
+            setattr(options, key.lower(), value)
+            given.append(key.lower())
+        elif key in ("WAL_SYNC", "STRICT_WRITE"):
+            setattr(options, key.lower(), value.lower() == "true")
+            given.append(key.lower())
+        else:
+            raise errors.sql_parser(f"Expected database option, found: {key}")
+    return given
+
+
+def _create_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("CREATE", "TABLE")
+    if_not_exists = cur.accept("IF", "NOT", "EXISTS")
+    name = cur.name()
+    check_name(name)
+    cur.expect("(")
+    table = Table(name)
+    seen: set[str] = set()
+    while True:
+        if cur.accept("TAGS"):
+            cur.expect("(")
+            while True:
+                tag = cur.name()
+                if tag in seen:
+                    raise errors.DbError("010027", f"Semantic error: Field or Tag have the same name {tag}")
+                seen.add(tag)
+                table.columns.append(Column(tag, "TAG", "STRING"))
+                if not cur.accept(","):
+                    break
+            cur.expect(")")
+        else:
+            column = cur.name()
+            sql_type = _sql_type(cur)
+            codec = "DEFAULT"
+            if cur.accept("CODEC"):
+                cur.expect("(")
+                codec = cur.next().upper
+                cur.expect(")")
+                if codec not in _CODECS[sql_type]:
+                    raise errors.DbError("010042", f"Semantic error: Unsupported encoding type {codec.title()} for "
+                                                   f"{sql_type}")  # fmt: skip
+            if column in seen or column == "time":
+                raise errors.DbError("010027", f"Semantic error: Field or Tag have the same name {column}")
+            seen.add(column)
+            table.columns.append(Column(column, "FIELD", sql_type, codec))
+        if not cur.accept(","):
+            break
+    cur.expect(")")
+    _expect_end(cur)
+    if not table.fields:
+        raise errors.at_least_one_field()
+    engine.create_table(tenant, database, table, if_not_exists)
+    return _result(_NO_ROWS, [])
+
+
+def _sql_type(cur: Cursor) -> str:
+    word = cur.next().upper
+    if word == "BIGINT":
+        return "BIGINT UNSIGNED" if cur.accept("UNSIGNED") else "BIGINT"
+    aliases = {"DOUBLE": "DOUBLE", "STRING": "STRING", "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN"}
+    if word in aliases:
+        return aliases[word]
+    raise errors.sql_parser(f"Expected a column type (BIGINT, BIGINT UNSIGNED, DOUBLE, STRING, BOOLEAN), found: "
+                            f"{word}")  # fmt: skip
+
+
+def _drop(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("DROP")
+    is_database = cur.accept("DATABASE")
+    if not is_database:
+        cur.expect("TABLE")
+    if_exists = cur.accept("IF", "EXISTS")
+    name = cur.name()
+    _expect_end(cur)
+    if is_database:
+        engine.drop_database(tenant, name, if_exists)
+    else:
+        engine.drop_table(tenant, database, name, if_exists)
+    return _result(_NO_ROWS, [])
+
+
+def _alter_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("ALTER", "TABLE")
+    name = cur.name()
+    if cur.accept("ADD", "TAG"):
+        column = Column(cur.name(), "TAG", "STRING")
+    elif cur.accept("ADD", "FIELD"):
+        column_name = cur.name()
+        column = Column(column_name, "FIELD", _sql_type(cur))
+    elif cur.accept("DROP"):
+        dropped = cur.name()
+        _expect_end(cur)
+
+        def drop(table: Table) -> None:
+            existing = table.column(dropped)
+            if existing is None:
+                raise errors.column_not_exists(name, dropped)
+            if existing.kind == "TIME":
+                raise errors.drop_time_column()
+            if existing.kind == "TAG":
+                raise errors.DbError("010030", f"Semantic error: Can't drop tag column {dropped}.")
+            if len(table.fields) == 1:
+                raise errors.at_least_one_field()
+            table.columns.remove(existing)
+
+        engine.alter_table(tenant, database, name, drop)
+        return _result(_NO_ROWS, [])
+    else:
+        raise errors.not_implemented("ALTER TABLE other than ADD TAG, ADD FIELD and DROP")
+    _expect_end(cur)
+
+    def add(table: Table) -> None:
+        if table.column(column.name) is not None:
+            raise errors.column_already_exists(name, column.name)
+        table.columns.append(column)
+
+    engine.alter_table(tenant, database, name, add)
+    return _result(_NO_ROWS, [])
+
+
+# --- DML ---------------------------------------------------------------------------------------------------
+
+
+def _insert(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("INSERT")
+    cur.accept("INTO")
+    name = cur.name()
+    with engine._lock:
+        db = engine.catalog.database(tenant, database)
+        table = db.tables.get(name)
+        if table is None:
+            raise errors.table_not_found(tenant, database, name)
+        unit = db.options.time_unit
+        columns_by_name = {c.name: c for c in table.columns}
+    if cur.accept("("):
+        targets = [cur.name()]
+        while cur.accept(","):
+            targets.append(cur.name())
+        cur.expect(")")
+    else:
+        targets = [c.name for c in table.columns]
+    for target in targets:
+        if target not in columns_by_name:
+            fields = ", ".join(columns_by_name)
+            raise errors.insert_missing_column(target, fields)
+    if "time" not in targets:
+        raise errors.insert_missing_column("time", ", ".join(columns_by_name))
+    source_sql = rewrite_functions(cur.rest())
+    source = _run_datafusion(engine, tenant, database, source_sql).to_table()
+    if source.num_columns != len(targets):
+        raise errors.insert_columns_mismatch()
+    arrays: dict[str, pa.Array] = {}
+    for target, column in zip(targets, source.columns, strict=True):
+        arrays[target] = _cast_insert_column(column.combine_chunks(), columns_by_name[target], unit)
+    if pc.any(pc.is_null(arrays["time"])).as_py():
+        raise errors.DbError("010023", "Column time cannot be null.")
+    fields = [t for t in targets if columns_by_name[t].kind == "FIELD"]
+    if not fields or all(arrays[f].null_count == len(arrays[f]) for f in fields):
+        raise errors.fields_empty()
+    data = pa.table(arrays)
+    rows = engine.write_table(tenant, database, name, data) if data.num_rows else 0
+    return _table_result(pa.table({"rows": pa.array([rows], pa.uint64())}))
+
+
+def _cast_insert_column(values: pa.Array, column: Column, unit: str) -> pa.Array:
+    try:
+        if column.kind == "TIME":
+            if pa.types.is_integer(values.type):  # an integer time is in the database's precision
+                return values.cast(pa.int64()).cast(pa.timestamp(unit))
+            return values.cast(pa.timestamp(unit))
+        if column.kind == "TAG":
+            return values.cast(pa.string())
+        return values.cast(FIELD_TYPES[column.sql_type])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise errors.datafusion(f"Arrow error: Cast error: column {column.name}: {exc}") from None
+
+
+def _delete(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    cur.expect("DELETE", "FROM")
+    name = cur.name()
+    where = ""
+    if cur.accept("WHERE"):
+        where = cur.rest()
+    else:
+        _expect_end(cur)
+    snapshot = engine.snapshot(tenant, database, name)
+    engine.release(snapshot)
+    fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
+    if identifiers(where) & fields:
+        raise errors.delete_on_field()
+    # Validate the predicate before touching anything.
+    _run_on_table(engine, name, snapshot.schema.empty_table(), f"SELECT * FROM {quote_ident(name)} WHERE {where}"
+                  if where else f"SELECT * FROM {quote_ident(name)}")  # fmt: skip
+
+    def keep(data: pa.Table) -> pa.Table:
+        if not where:
+            return data.schema.empty_table()
+        return _run_on_table(engine, name, data, f"SELECT * FROM {quote_ident(name)} WHERE ({where}) IS NOT TRUE")
+
+    engine.rewrite_table(tenant, database, name, keep)
+    return _result(_NO_ROWS, [])
+
+
+# --- DataFusion ------------------------------------------------------------------------------------------
+
+
+def _context() -> SessionContext:
+    from datafusion import SessionConfig, SessionContext
+
+    return SessionContext(SessionConfig().with_target_partitions(2))
+
+
+def _run_on_table(engine: Engine, name: str, data: pa.Table, sql: str) -> pa.Table:
+    import pyarrow.dataset as ds
+
+    ctx = _context()
+    ctx.register_dataset(name, ds.dataset(data))
+    try:
+        return ctx.sql(sql).to_arrow_table()
+    except Exception as exc:  # DataFusion raises plain Exceptions with its message
+        raise _map_error(exc, "", "") from None
+
+
+def _run_on_snapshot(engine: Engine, name: str, snapshot: TableSnapshot, sql: str) -> pa.Table:
+    ctx = _context()
+    ctx.register_dataset(name, engine.dataset(snapshot))
+    try:
+        return ctx.sql(sql).to_arrow_table()
+    except Exception as exc:
+        raise _map_error(exc, "", "") from None
+
+
+def _datafusion_query(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
+    return _run_datafusion(engine, tenant, database, rewrite_functions(sql))
+
+
+def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
+    from tidepool.db.engine import QueryResult
+
+    with engine._lock:
+        db = engine.catalog.database(tenant, database)
+        table_names = set(db.tables)
+    wanted = table_names & identifiers(sql)
+    ctx = _context()
+    snapshots = []
+    try:
+        for name in sorted(wanted):
+            snapshot = engine.snapshot(tenant, database, name)
+            snapshots.append(snapshot)
+            ctx.register_dataset(name, engine.dataset(snapshot))
+        frame = ctx.sql(sql)
+        schema = frame.schema()
+        stream = frame.execute_stream()
+    except DbError:
+        for snapshot in snapshots:
+            engine.release(snapshot)
+        raise
+    except Exception as exc:
+        for snapshot in snapshots:
+            engine.release(snapshot)
+        raise _map_error(exc, tenant, database) from None
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in stream:
+                yield batch.to_pyarrow()
+        except Exception as exc:
+            raise _map_error(exc, tenant, database) from None
+        finally:
+            for snapshot in snapshots:
+                engine.release(snapshot)
+
+    return QueryResult(schema, batches())
+
+
+_TABLE_NOT_FOUND = re.compile(r"table '(?:[^'.]+\.)*([^'.]+)' not found")
+_PARSER_ERROR = re.compile(r'ParserError\("(.*)"\)', re.DOTALL)
+
+
+def _map_error(exc: Exception, tenant: str, database: str) -> DbError:
+    """DataFusion's exception → CnosDB's error code and message."""
+    text = str(exc)
+    match = _TABLE_NOT_FOUND.search(text)
+    if match and tenant:
+        return errors.table_not_found(tenant, database, match.group(1))
+    match = _PARSER_ERROR.search(text)
+    if match:
+        return errors.sql_parser(match.group(1).replace("Expected: ", "Expected "))
+    return errors.datafusion(text)
