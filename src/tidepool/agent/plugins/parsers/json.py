@@ -1,0 +1,235 @@
+"""parsers.json — Telegraf's JSON parser v1 (`data_format = "json"`).
+
+Options (read from the input's table):
+  json_query          GJSON-style path applied first (dotted keys, array indexes, `\\.` escapes); must give an
+                      object, an array or null (null → no metrics)
+  tag_keys            globs: flattened keys that become tags (numbers as shortest decimal, bools true/false)
+  json_string_fields  globs: string/bool values kept as fields (otherwise dropped)
+  json_name_key       key whose string value names the metric (default: the input's name, "kafka_consumer")
+  json_time_key       key holding the timestamp (requires json_time_format); removed from the fields
+  json_time_format    unix | unix_ms | unix_us | unix_ns | Go named layout (rfc3339, …) | Go layout
+  json_timezone       zone for layouts without offset: "" (UTC), "Local" or an IANA name
+  json_strict         with an array, one bad element fails the whole payload (default true)
+Telegraf's rules: nested keys join with `_` (`a.b` → `a_b`, `a[0]` → `a_0`); every number is a float; null is
+skipped; every metric of one payload gets the same time (now) unless json_time_key says otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+
+from tidepool.agent.options import ConfigError, PluginOptions
+from tidepool.agent.plugins import ParseError
+from tidepool.agent.plugins.parsers import PARSERS
+from tidepool.agent.timeparse import TimestampError, parse_timestamp
+from tidepool.lineproto import Metric
+
+
+class GlobFilter:
+    """Telegraf's filter.Compile: matches a key against globs (`*`, `?`, `[…]`)."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
+        self.globs = [p for p in patterns if p not in self.exact]
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.globs)
+
+    def match(self, key: str) -> bool:
+        return key in self.exact or any(fnmatchcase(key, g) for g in self.globs)
+
+
+def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    """Telegraf's JSONFlattener.FullFlattenJSON with strings and bools kept."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            flatten(f"{prefix}_{key}" if prefix else key, inner, out)
+    elif isinstance(value, list):
+        for index, inner in enumerate(value):
+            flatten(f"{prefix}_{index}" if prefix else str(index), inner, out)
+    elif value is None:
+        return
+    elif isinstance(value, bool | str):
+        out[prefix] = value
+    elif isinstance(value, int | float):
+        out[prefix] = float(value)
+
+
+def _tag_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        from tidepool.lineproto import format_float
+
+        return format_float(value)
+    return None
+
+
+def _query_path(path: str) -> list[str]:
+    parts, current, i = [], [], 0
+    while i < len(path):
+        ch = path[i]
+        if ch == "\\" and i + 1 < len(path):
+            current.append(path[i + 1])
+            i += 2
+            continue
+        if ch == ".":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+        i += 1
+    parts.append("".join(current))
+    return parts
+
+
+class JSONParser:
+    def __init__(
+        self,
+        metric_name: str,
+        *,
+        query: str = "",
+        tag_keys: list[str] | None = None,
+        string_fields: list[str] | None = None,
+        name_key: str = "",
+        time_key: str = "",
+        time_format: str = "",
+        timezone: str = "",
+        strict: bool = True,
+    ) -> None:
+        self.metric_name = metric_name
+        self.query = _query_path(query) if query else []
+        self.tag_filter = GlobFilter(tag_keys or [])
+        self.string_filter = GlobFilter(string_fields or [])
+        self.name_key = name_key
+        self.time_key = time_key
+        self.time_format = time_format
+        self.timezone = timezone
+        self.strict = strict
+        self.plain = not (self.tag_filter or self.string_filter or name_key or time_key)
+
+    def parse(self, data: bytes) -> list[Metric]:
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            text = data.strip().lstrip(b"\xef\xbb\xbf").strip() if isinstance(data, bytes) else data
+            if not text:
+                return []
+            if text is not data:
+                try:
+                    document = orjson.loads(text)
+                except orjson.JSONDecodeError:
+                    raise ParseError(f"invalid JSON: {exc}") from None
+            else:
+                raise ParseError(f"invalid JSON: {exc}") from None
+        now = time.time_ns()
+        if self.query:
+            document = self._apply_query(document)
+        if isinstance(document, dict):
+            return [self._metric(document, now)]
+        if isinstance(document, list):
+            metrics: list[Metric] = []
+            for element in document:
+                if not isinstance(element, dict):
+                    if self.strict:
+                        raise ParseError("JSON data must be an object or an array of objects")
+                    continue
+                try:
+                    metrics.append(self._metric(element, now))
+                except ParseError:
+                    if self.strict:
+                        raise
+            return metrics
+        if document is None:
+            return []
+        raise ParseError("JSON data must be an object or an array of objects")
+
+    def _apply_query(self, document: Any) -> Any:
+        for part in self.query:
+            if isinstance(document, dict):
+                if part not in document:
+                    raise ParseError(f"json_query {'.'.join(self.query)!r} did not match")
+                document = document[part]
+            elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
+                document = document[int(part)]
+            else:
+                raise ParseError(f"json_query {'.'.join(self.query)!r} did not match")
+        if not isinstance(document, dict | list) and document is not None:
+            raise ParseError(f"json_query {'.'.join(self.query)!r} gave a {type(document).__name__}, not an object")
+        return document
+
+    def _metric(self, document: dict[str, Any], now: int) -> Metric:
+        if self.plain:
+            fields: dict[str, Any] = {}
+            nested = False
+            for key, value in document.items():
+                kind = type(value)
+                if kind is float:
+                    fields[key] = value
+                elif kind is int:
+                    fields[key] = float(value)
+                elif kind is dict or kind is list:
+                    nested = True
+                    flatten(key, value, fields)
+            if nested:
+                fields = {k: v for k, v in fields.items() if type(v) is float}
+            return Metric(self.metric_name, {}, fields, now)
+        fields = {}
+        flatten("", document, fields)
+        name = self.metric_name
+        if self.name_key:
+            candidate = fields.get(self.name_key)
+            if isinstance(candidate, str):
+                name = candidate
+        timestamp = now
+        if self.time_key:
+            if not self.time_format:
+                raise ParseError("use of 'json_time_key' requires 'json_time_format'")
+            if fields.get(self.time_key) is None:
+                raise ParseError("'json_time_key' could not be found")
+            try:
+                timestamp = parse_timestamp(self.time_format, fields.pop(self.time_key), self.timezone)
+            except TimestampError as exc:
+                raise ParseError(str(exc)) from None
+        tags: dict[str, str] = {}
+        if self.tag_filter:
+            for key in [k for k in fields if self.tag_filter.match(k)]:
+                text = _tag_text(fields[key])
+                if text is not None:
+                    tags[key] = text
+                    del fields[key]
+        for key in [k for k, v in fields.items() if isinstance(v, str | bool)]:
+            if not (self.string_filter and self.string_filter.match(key)):
+                del fields[key]
+        return Metric(name, tags, fields, timestamp)
+
+
+@PARSERS.add("json")
+def make_json_parser(opts: PluginOptions, metric_name: str) -> JSONParser:
+    time_key = opts.string("json_time_key")
+    time_format = opts.string("json_time_format")
+    timezone = opts.string("json_timezone")
+    if timezone not in ("", "Local", "UTC"):
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"plugin {opts.plugin}: unknown time zone {timezone}") from None
+    return JSONParser(
+        metric_name,
+        query=opts.string("json_query"),
+        tag_keys=opts.strings("tag_keys"),
+        string_fields=opts.strings("json_string_fields"),
+        name_key=opts.string("json_name_key"),
+        time_key=time_key,
+        time_format=time_format,
+        timezone=timezone,
+        strict=opts.boolean("json_strict", True),
+    )

@@ -1,0 +1,222 @@
+"""Timestamps as Telegraf's internal.ParseTimestamp reads them: unix epochs, Go's named formats, Go layouts.
+
+`unix`, `unix_ms`, `unix_us`, `unix_ns` take a number or a numeric string ("." or "," as decimal separator); the
+exact fraction is truncated to nanoseconds. Anything else is a Go time layout (reference time
+`Mon Jan 2 15:04:05 MST 2006`) or one of Go's named layouts (`rfc3339`, `ansic`, … case-insensitive). Text without
+a zone offset is read in the given timezone; a zone abbreviation (layout `MST`) is looked up as an IANA name.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+import time
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+UNIX_UNITS = {"unix": 10**9, "unix_ms": 10**6, "unix_us": 10**3, "unix_ns": 1}
+
+NAMED_LAYOUTS = {
+    "ansic": "Mon Jan _2 15:04:05 2006",
+    "unixdate": "Mon Jan _2 15:04:05 MST 2006",
+    "rubydate": "Mon Jan 02 15:04:05 -0700 2006",
+    "rfc822": "02 Jan 06 15:04 MST",
+    "rfc822z": "02 Jan 06 15:04 -0700",
+    "rfc850": "Monday, 02-Jan-06 15:04:05 MST",
+    "rfc1123": "Mon, 02 Jan 2006 15:04:05 MST",
+    "rfc1123z": "Mon, 02 Jan 2006 15:04:05 -0700",
+    "rfc3339": "2006-01-02T15:04:05Z07:00",
+    "rfc3339nano": "2006-01-02T15:04:05.999999999Z07:00",
+    "stamp": "Jan _2 15:04:05",
+    "stampmilli": "Jan _2 15:04:05.000",
+    "stampmicro": "Jan _2 15:04:05.000000",
+    "stampnano": "Jan _2 15:04:05.000000000",
+}
+
+_MONTHS = {name.lower(): i for i, name in enumerate(calendar.month_name) if name}
+_MONTHS.update({name.lower(): i for i, name in enumerate(calendar.month_abbr) if name})
+
+# Go layout chunks, longest first where one is a prefix of another: (chunk, regex, group name or None).
+_CHUNKS: list[tuple[str, str, str | None]] = [
+    ("January", r"[A-Za-z]+", "month_name"),
+    ("Jan", r"[A-Za-z]{3}", "month_name"),
+    ("Monday", r"[A-Za-z]+", None),
+    ("Mon", r"[A-Za-z]{3}", None),
+    ("MST", r"[A-Za-z]{3,5}|[+-]\d{2,4}", "zone_name"),
+    ("2006", r"\d{4}", "year"),
+    ("-07:00:00", r"[+-]\d{2}:\d{2}:\d{2}", "offset"),
+    ("-070000", r"[+-]\d{6}", "offset"),
+    ("-07:00", r"[+-]\d{2}:\d{2}", "offset"),
+    ("-0700", r"[+-]\d{4}", "offset"),
+    ("-07", r"[+-]\d{2}", "offset"),
+    ("Z07:00:00", r"Z|[+-]\d{2}:\d{2}:\d{2}", "offset"),
+    ("Z070000", r"Z|[+-]\d{6}", "offset"),
+    ("Z07:00", r"Z|[+-]\d{2}:\d{2}", "offset"),
+    ("Z0700", r"Z|[+-]\d{4}", "offset"),
+    ("Z07", r"Z|[+-]\d{2}", "offset"),
+    ("002", r"\d{3}", "yday"),
+    ("__2", r"[ \d]{2}\d", "yday"),
+    ("_2", r" ?\d{1,2}", "day"),
+    ("01", r"\d{2}", "month"),
+    ("02", r"\d{2}", "day"),
+    ("03", r"\d{2}", "hour12"),
+    ("04", r"\d{2}", "minute"),
+    ("05", r"\d{2}", "second"),
+    ("06", r"\d{2}", "year2"),
+    ("15", r"\d{1,2}", "hour"),
+    ("1", r"\d{1,2}", "month"),
+    ("2", r"\d{1,2}", "day"),
+    ("3", r"\d{1,2}", "hour12"),
+    ("4", r"\d{1,2}", "minute"),
+    ("5", r"\d{1,2}", "second"),
+    ("PM", r"AM|PM", "ampm"),
+    ("pm", r"am|pm", "ampm"),
+]
+_FRACTION = re.compile(r"[.,](0+|9+)(?!\d)")
+
+
+class TimestampError(ValueError):
+    pass
+
+
+@lru_cache(maxsize=64)
+def _compile_layout(layout: str) -> re.Pattern[str]:
+    parts: list[str] = []
+    used: set[str] = set()
+    i = 0
+    while i < len(layout):
+        frac = _FRACTION.match(layout, i)
+        if frac:
+            digits = frac.group(1)
+            if digits[0] == "0":
+                parts.append(r"[.,](?P<fraction>\d{" + str(len(digits)) + "})")
+            else:
+                parts.append(r"(?:[.,](?P<fraction>\d+))?")
+            used.add("fraction")
+            i = frac.end()
+            continue
+        for chunk, pattern, group in _CHUNKS:
+            if layout.startswith(chunk, i):
+                if group is None or group in used:
+                    parts.append(f"(?:{pattern})")
+                else:
+                    parts.append(f"(?P<{group}>{pattern})")
+                    used.add(group)
+                if group == "second" and "fraction" not in used and not _FRACTION.match(layout, i + len(chunk)):
+                    # Go accepts fractional seconds after the seconds field even when the layout has none.
+                    parts.append(r"(?:[.,](?P<fraction>\d+))?")
+                    used.add("fraction")
+                i += len(chunk)
+                break
+        else:
+            parts.append(re.escape(layout[i]))
+            i += 1
+    return re.compile("".join(parts) + r"\Z")
+
+
+def _zone(name: str) -> dt.tzinfo:
+    if name in ("", "UTC"):
+        return dt.UTC
+    if name == "Local":
+        local = dt.datetime.now().astimezone().tzinfo
+        return local if local is not None else dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise TimestampError(f"unknown time zone {name}") from None
+
+
+def _offset(text: str) -> dt.tzinfo:
+    if text == "Z":
+        return dt.UTC
+    sign = -1 if text[0] == "-" else 1
+    digits = text[1:].replace(":", "")
+    hours, minutes, seconds = int(digits[:2]), int(digits[2:4] or 0), int(digits[4:6] or 0)
+    return dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes, seconds=seconds))
+
+
+def parse_layout(layout: str, text: str, timezone: str = "") -> int:
+    """Nanoseconds since the epoch of `text` read with Go layout `layout`."""
+    match = _compile_layout(layout).match(text.strip())
+    if match is None:
+        raise TimestampError(f'parsing time "{text}" as "{layout}": cannot parse')
+    g = match.groupdict()
+    year = int(g["year"]) if g.get("year") else None
+    if year is None and g.get("year2"):
+        short = int(g["year2"])
+        year = short + (1900 if short >= 69 else 2000)
+    if year is None:
+        year = dt.datetime.now(dt.UTC).year  # a layout without a year means this year, as Telegraf does
+    if g.get("month_name"):
+        month = _MONTHS.get(g["month_name"].lower())
+        if month is None:
+            raise TimestampError(f'parsing time "{text}": month out of range')
+    else:
+        month = int(g["month"]) if g.get("month") else 1
+    day = int(g["day"].strip()) if g.get("day") else 1
+    hour = int(g["hour"]) if g.get("hour") else 0
+    if g.get("hour12"):
+        hour = int(g["hour12"]) % 12
+        if (g.get("ampm") or "").lower() == "pm":
+            hour += 12
+    minute = int(g["minute"]) if g.get("minute") else 0
+    second = int(g["second"]) if g.get("second") else 0
+    fraction = g.get("fraction") or ""
+    nanos = int((fraction + "000000000")[:9]) if fraction else 0
+    if g.get("offset"):
+        tz = _offset(g["offset"])
+    elif g.get("zone_name"):
+        zone = g["zone_name"]
+        tz = _offset(zone if len(zone) > 3 else zone + "00") if zone[0] in "+-" else _zone_abbreviation(zone)
+    else:
+        tz = _zone(timezone)
+    try:
+        if g.get("yday"):
+            base = dt.datetime(year, 1, 1, hour, minute, second, tzinfo=tz)
+            moment = base + dt.timedelta(days=int(g["yday"].strip()) - 1)
+        else:
+            moment = dt.datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    except ValueError as exc:
+        raise TimestampError(f'parsing time "{text}": {exc}') from None
+    return calendar.timegm(moment.utctimetuple()) * 10**9 + nanos
+
+
+def _zone_abbreviation(name: str) -> dt.tzinfo:
+    if name in ("UTC", "GMT", "Z"):
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC  # Go reads an unknown abbreviation as a zero-offset zone of that name
+
+
+def parse_unix(unit_ns: int, value: object) -> int:
+    if isinstance(value, bool):
+        raise TimestampError(f"unsupported type {type(value).__name__}")
+    try:
+        if isinstance(value, int):
+            return value * unit_ns
+        if isinstance(value, float):
+            return int(Decimal(value) * unit_ns)
+        if isinstance(value, str):
+            return int(Decimal(value.strip().replace(",", ".")) * unit_ns)
+    except (InvalidOperation, ValueError):
+        raise TimestampError(f'invalid unix timestamp "{value}"') from None
+    raise TimestampError(f"unsupported type {type(value).__name__}")
+
+
+def parse_timestamp(fmt: str, value: object, timezone: str = "") -> int:
+    """Nanoseconds since the epoch of `value` in Telegraf timestamp format `fmt`."""
+    unit = UNIX_UNITS.get(fmt.lower())
+    if unit is not None:
+        return parse_unix(unit, value)
+    if not isinstance(value, str):
+        raise TimestampError(f"unsupported type {type(value).__name__}")
+    layout = NAMED_LAYOUTS.get(fmt.lower(), fmt)
+    return parse_layout(layout, value, timezone)
+
+
+def now_ns() -> int:
+    return time.time_ns()
