@@ -22,9 +22,25 @@ _TIMEOUT_S = 15.0
 
 
 def _admin(bootstrap_server: str) -> Any:
+    """An AdminClient that already knows the cluster's brokers.
+
+    librdkafka sends ListGroups to the brokers it knows at call time; right after creation that is none, and the
+    listing comes back empty without an error. A metadata request first also fails fast when nothing listens.
+    """
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap_server, "socket.timeout.ms": int(_TIMEOUT_S * 1000)})
+    settings: dict[str, str | int | float | bool] = {
+        "bootstrap.servers": bootstrap_server,
+        "socket.timeout.ms": int(_TIMEOUT_S * 1000),
+        "log_level": 0,
+    }
+    admin = AdminClient(settings)
+    try:
+        admin.list_topics(timeout=_TIMEOUT_S)
+    except KafkaException as exc:
+        raise TidepoolError(f"cannot reach a broker at {bootstrap_server}: {exc.args[0].str()}") from exc
+    return admin
 
 
 def _result(future: Any, what: str) -> Any:
@@ -64,7 +80,8 @@ def groups() -> None:
 @click.option("--state", "show_state", is_flag=True, help="Show each group's state too.")
 def list_groups(bootstrap_server: str, show_state: bool) -> None:
     """List every consumer group, one per line."""
-    listed = _result(_admin(bootstrap_server).list_consumer_groups(), "listing groups")
+    admin = _admin(bootstrap_server)  # keep a reference: a collected client never completes its futures
+    listed = _result(admin.list_consumer_groups(), "listing groups")
     found = sorted(listed.valid, key=lambda g: g.group_id)
     if show_state:
         _table(["GROUP", "STATE"], [(g.group_id, _state_name(g.state)) for g in found])
@@ -108,7 +125,7 @@ def describe(bootstrap_server: str, group_id: str) -> None:
                 "-" if end is None else end,
                 lag,
                 member.member_id if member else "-",
-                member.host if member else "-",
+                (member.host or "-") if member else "-",
                 member.client_id if member else "-",
             )
         )
@@ -176,7 +193,8 @@ def reset_offsets(
 @click.option("--group", "group_ids", required=True, multiple=True, help="A group to delete (repeatable).")
 def delete(bootstrap_server: str, group_ids: tuple[str, ...]) -> None:
     """Delete groups that have no active members, with their committed offsets."""
-    futures = _admin(bootstrap_server).delete_consumer_groups(list(group_ids))
+    admin = _admin(bootstrap_server)
+    futures = admin.delete_consumer_groups(list(group_ids))
     for group_id in group_ids:
         _result(futures[group_id], f"deleting group {group_id}")
         click.echo(f"Deletion of requested consumer group '{group_id}' was successful.")
