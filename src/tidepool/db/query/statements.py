@@ -484,13 +484,19 @@ def _insert(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
             raise errors.insert_missing_column(target, fields)
     if "time" not in targets:
         raise errors.insert_missing_column("time", ", ".join(columns_by_name))
-    source_sql = rewrite_functions(cur.rest())
-    source = _run_datafusion(engine, tenant, database, source_sql).to_table()
-    if source.num_columns != len(targets):
-        raise errors.insert_columns_mismatch()
+    rows = _literal_rows(cur)
     arrays: dict[str, pa.Array] = {}
-    for target, column in zip(targets, source.columns, strict=True):
-        arrays[target] = _cast_insert_column(column.combine_chunks(), columns_by_name[target], unit)
+    if rows is not None:
+        if any(len(row) != len(targets) for row in rows):
+            raise errors.insert_columns_mismatch()
+        for index, target in enumerate(targets):
+            arrays[target] = _literal_column([row[index] for row in rows], columns_by_name[target], unit)
+    else:
+        source = _run_datafusion(engine, tenant, database, rewrite_functions(cur.rest())).to_table()
+        if source.num_columns != len(targets):
+            raise errors.insert_columns_mismatch()
+        for target, column in zip(targets, source.columns, strict=True):
+            arrays[target] = _cast_insert_column(column.combine_chunks(), columns_by_name[target], unit)
     if pc.any(pc.is_null(arrays["time"])).as_py():
         raise errors.DbError("010023", "Column time cannot be null.")
     fields = [t for t in targets if columns_by_name[t].kind == "FIELD"]
@@ -499,6 +505,82 @@ def _insert(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
     data = pa.table(arrays)
     rows = engine.write_table(tenant, database, name, data) if data.num_rows else 0
     return _table_result(pa.table({"rows": pa.array([rows], pa.uint64())}))
+
+
+Literal = str | int | float | bool | None
+
+
+def _literal_rows(cur: Cursor) -> list[list[Literal]] | None:
+    """`VALUES (…), (…)` of plain literals, parsed here so that each column takes the table's type (a time may
+    be an integer in one row and a string in the next, as CnosDB allows); None if DataFusion must evaluate it."""
+    start = cur.pos
+    if not cur.accept("VALUES"):
+        return None
+    rows: list[list[Literal]] = []
+    while True:
+        if not cur.accept("("):
+            cur.pos = start
+            return None
+        row: list[Literal] = []
+        while True:
+            negative = cur.accept("-")
+            token = cur.next()
+            value: Literal
+            if token.kind == "number":
+                number = float(token.text) if any(c in token.text for c in ".eE") else int(token.text)
+                value = -number if negative else number
+            elif negative:
+                cur.pos = start
+                return None
+            elif token.kind == "string":
+                value = token.value
+            elif token.kind == "word" and token.upper in ("NULL", "TRUE", "FALSE"):
+                value = None if token.upper == "NULL" else token.upper == "TRUE"
+            else:
+                cur.pos = start
+                return None
+            row.append(value)
+            if not cur.accept(","):
+                break
+        cur.expect(")")
+        rows.append(row)
+        if not cur.accept(","):
+            break
+    _expect_end(cur)
+    return rows
+
+
+def _literal_column(values: list[Literal], column: Column, unit: str) -> pa.Array:
+    if column.kind == "TIME":
+        times = [_time_literal(v, unit) for v in values]
+        return pa.array(times, pa.int64()).cast(pa.timestamp(unit))
+    if column.kind == "TAG":
+        return pa.array([None if v is None else str(v) for v in values], pa.string())
+    target = FIELD_TYPES[column.sql_type]
+    try:
+        if column.sql_type == "STRING":
+            return pa.array([None if v is None else str(v) for v in values], pa.string())
+        if column.sql_type == "BOOLEAN":
+            return pa.array(values, pa.bool_())
+        if column.sql_type == "DOUBLE":
+            return pa.array([None if v is None else float(v) for v in values], target)  # type: ignore[arg-type]
+        return pa.array([None if v is None else int(v) for v in values], target)  # type: ignore[arg-type]
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise errors.datafusion(f"Arrow error: Cast error: column {column.name}: {exc}") from None
+
+
+def _time_literal(value: Literal, unit: str) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        text = value.replace(" ", "T", 1) if "T" not in value else value
+        for target in (pa.timestamp(unit), pa.timestamp(unit, tz="UTC")):  # naive means UTC, as in CnosDB
+            try:
+                return int(pa.scalar(text).cast(target).cast(pa.int64()).as_py())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        raise errors.datafusion(f"Arrow error: Parser error: Error parsing timestamp from '{value}'")
+    raise errors.datafusion(f"Arrow error: Cast error: Cannot cast {value!r} to TIMESTAMP")
 
 
 def _cast_insert_column(values: pa.Array, column: Column, unit: str) -> pa.Array:
@@ -625,4 +707,4 @@ def _map_error(exc: Exception, tenant: str, database: str) -> DbError:
     match = _PARSER_ERROR.search(text)
     if match:
         return errors.sql_parser(match.group(1).replace("Expected: ", "Expected "))
-    return errors.datafusion(text)
+    return errors.datafusion(text.removeprefix("DataFusion error: "))
