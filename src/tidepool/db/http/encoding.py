@@ -88,6 +88,38 @@ def decode(body: bytes, coding: str | None, limit: int) -> bytes:
     return out
 
 
+class StreamEncoder:
+    """Encodes a response piece by piece; gzip and deflate stream, the other codings are applied at the end."""
+
+    def __init__(self, coding: str | None) -> None:
+        self.coding = coding
+        self._zlib = None
+        self._held: list[bytes] = []
+        if coding == "gzip":
+            self._zlib = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            self._zlib = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+
+    @property
+    def streams(self) -> bool:
+        return self.coding in (None, "identity", "gzip", "deflate")
+
+    def feed(self, piece: bytes) -> bytes:
+        if self.coding is None or self.coding == "identity":
+            return piece
+        if self._zlib is not None:
+            return self._zlib.compress(piece) + self._zlib.flush(zlib.Z_SYNC_FLUSH)
+        self._held.append(piece)
+        return b""
+
+    def finish(self) -> bytes:
+        if self._zlib is not None:
+            return self._zlib.flush()
+        if self._held:
+            return encode(b"".join(self._held), self.coding)
+        return b""
+
+
 def encode(body: bytes, coding: str | None) -> bytes:
     """`body` in the response coding chosen by `accept_encoding`."""
     if coding is None or coding == "identity":

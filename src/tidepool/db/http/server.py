@@ -245,7 +245,7 @@ class HttpApi:
             headers["Content-Encoding"] = coding
         buffered: list[bytes] = []
         size = 0
-        streaming = coding is None or coding == "identity"
+        encoder = encoding.StreamEncoder(coding)
         while True:
             piece = await self._blocking(next, pieces, None)  # DbError before the first byte → error response
             if piece is None:
@@ -253,26 +253,33 @@ class HttpApi:
                 return web.Response(status=200, body=body, headers=headers), len(body)
             buffered.append(piece)
             size += len(piece)
-            if streaming and size > STREAM_AFTER_BYTES:
+            if encoder.streams and size > STREAM_AFTER_BYTES:
                 break
         response = web.StreamResponse(status=200, headers=headers)
         response.enable_chunked_encoding()
         await response.prepare(request)
+        sent = 0
         for piece in buffered:
-            await response.write(piece)
-        sent = size
+            out = encoder.feed(piece)
+            await response.write(out)
+            sent += len(out)
         while True:
             try:
                 piece = await self._blocking(next, pieces, None)
             except DbError as error:  # the status line is gone: the error goes into the body, as CnosDB does
                 piece = orjson.dumps(error.to_json())
-                await response.write(piece)
-                sent += len(piece)
+                out = encoder.feed(piece)
+                await response.write(out)
+                sent += len(out)
                 break
             if piece is None:
                 break
-            await response.write(piece)
-            sent += len(piece)
+            out = encoder.feed(piece)
+            await response.write(out)
+            sent += len(out)
+        out = encoder.finish()
+        await response.write(out)
+        sent += len(out)
         await response.write_eof()
         return response, sent
 
@@ -318,11 +325,18 @@ def _pieces(fmt: ResultFormat, schema: pa.Schema, batches: Iterator[pa.RecordBat
             yield tail
 
 
+API_KEY = web.AppKey("api", HttpApi)
+
+
 def make_app(engine: EngineLike, auth: AuthStore, limits: Limits | None = None) -> web.Application:
     """The aiohttp application serving CnosDB's HTTP API over `engine`."""
     api = HttpApi(engine, auth, limits or Limits())
-    # aiohttp's own body limit is replaced by the per-route limits above.
-    app = web.Application(client_max_size=max(api.limits.write_body_bytes, api.limits.query_body_bytes) + 1)
-    app["api"] = api
+    # aiohttp's own body limit is replaced by the per-route limits above, and bodies reach the handlers still
+    # encoded so that decoding can be bounded (a small gzip body may inflate to gigabytes).
+    app = web.Application(
+        client_max_size=max(api.limits.write_body_bytes, api.limits.query_body_bytes) + 1,
+        handler_args={"auto_decompress": False},
+    )
+    app[API_KEY] = api
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
     return app
