@@ -106,9 +106,7 @@ def run_tool(
     main_class: str, args: Sequence[str], *, input: str | None = None, timeout: float = 120.0
 ) -> subprocess.CompletedProcess[str]:
     """Run one Apache Kafka CLI tool class (e.g. TOPICS) to completion; stdout and stderr are captured."""
-    return subprocess.run(
-        java_command(main_class, args), input=input, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(java_command(main_class, args), input=input, capture_output=True, text=True, timeout=timeout)
 
 
 def _free_port() -> int:

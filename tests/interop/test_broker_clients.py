@@ -29,8 +29,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 def expected(topic: str, with_timestamps: bool = True) -> list[tuple[int, bytes, bytes, list[tuple[str, bytes]], int]]:
     return [
-        (i, f"key-{i % 7}".encode(), f"{topic} value {i} ".encode() * 3, [("seq", str(i).encode()), ("src", b"t")],
-         BASE_TS + i if with_timestamps else -1)
+        (
+            i,
+            f"key-{i % 7}".encode(),
+            f"{topic} value {i} ".encode() * 3,
+            [("seq", str(i).encode()), ("src", b"t")],
+            BASE_TS + i if with_timestamps else -1,
+        )
         for i in range(COUNT)
     ]
 
@@ -68,12 +73,19 @@ def test_confluent_kafka_produces_and_consumes(broker: BrokerProcess, codec: str
     from confluent_kafka import Producer
 
     topic = f"confluent-{codec}"
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20,
-                         "enable.idempotence": True})
+    producer = Producer(
+        {"bootstrap.servers": broker.bootstrap, "compression.type": codec, "linger.ms": 20, "enable.idempotence": True}
+    )
     failures: list[object] = []
     for _, key, value, headers, ts in expected(topic):
-        producer.produce(topic, value=value, key=key, headers=headers, timestamp=ts,
-                         on_delivery=lambda err, _m: err is not None and failures.append(err))
+        producer.produce(
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            timestamp=ts,
+            on_delivery=lambda err, _m: err is not None and failures.append(err),
+        )
     assert producer.flush(20) == 0
     assert failures == []
     check(read_with_confluent(broker.bootstrap, topic, COUNT), topic)
@@ -84,10 +96,13 @@ def test_kafka_python_produces_and_consumes(broker: BrokerProcess, codec: str) -
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     topic = f"kafka-python-{codec}"
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, compression_type=None if codec == "none" else codec,
-                             linger_ms=20)
-    futures = [producer.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts)
-               for _, key, value, headers, ts in expected(topic)]
+    producer = KafkaProducer(
+        bootstrap_servers=broker.bootstrap, compression_type=None if codec == "none" else codec, linger_ms=20
+    )
+    futures = [
+        producer.send(topic, value=value, key=key, headers=headers, timestamp_ms=ts)
+        for _, key, value, headers, ts in expected(topic)
+    ]
     producer.flush(20)
     assert [f.get(10).offset for f in futures] == list(range(COUNT))
     producer.close(5)
@@ -111,12 +126,15 @@ def test_aiokafka_produces_and_consumes(broker: BrokerProcess, codec: str) -> No
     topic = f"aiokafka-{codec}"
 
     async def run() -> list:
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap,
-                                    compression_type=None if codec == "none" else codec, linger_ms=20)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=broker.bootstrap, compression_type=None if codec == "none" else codec, linger_ms=20
+        )
         await producer.start()
         try:
-            batch = [await producer.send(topic, value=v, key=k, headers=h, timestamp_ms=ts)
-                     for _, k, v, h, ts in expected(topic)]
+            batch = [
+                await producer.send(topic, value=v, key=k, headers=h, timestamp_ms=ts)
+                for _, k, v, h, ts in expected(topic)
+            ]
             metadata = await asyncio.gather(*batch)
             assert [m.offset for m in metadata] == list(range(COUNT))
         finally:
@@ -150,12 +168,31 @@ def test_kcat_produces_and_consumes(broker: BrokerProcess, codec: str, tmp_path:
         header_args = [arg for name, val in headers for arg in ("-H", f"{name}={val.decode()}")]
         subprocess.run(
             ["kcat", "-P", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-z", codec, "-K", "\t", *header_args],
-            input=key + b"\t" + value + b"\n", check=True, timeout=30, capture_output=True,
+            input=key + b"\t" + value + b"\n",
+            check=True,
+            timeout=30,
+            capture_output=True,
         )
     consumed = subprocess.run(
-        ["kcat", "-C", "-b", broker.bootstrap, "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q",
-         "-f", "%o\t%k\t%s\t%T\n"],
-        check=True, timeout=30, capture_output=True,
+        [
+            "kcat",
+            "-C",
+            "-b",
+            broker.bootstrap,
+            "-t",
+            topic,
+            "-p",
+            "0",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o\t%k\t%s\t%T\n",
+        ],
+        check=True,
+        timeout=30,
+        capture_output=True,
     ).stdout
     rows = [line.split(b"\t") for line in consumed.splitlines()]
     want = expected(topic, with_timestamps=False)

@@ -12,8 +12,14 @@ from tidepool.broker.log.partition import LogConfig, OffsetOutOfRange, Partition
 from tidepool.broker.protocol.records import iter_headers, validate_produced
 
 
-def batch(count: int = 2, timestamp: int = 1_700_000_000_000, producer_id: int = -1, epoch: int = -1,
-          sequence: int = -1, size: int = 10) -> bytes:
+def batch(
+    count: int = 2,
+    timestamp: int = 1_700_000_000_000,
+    producer_id: int = -1,
+    epoch: int = -1,
+    sequence: int = -1,
+    size: int = 10,
+) -> bytes:
     builder = DefaultRecordBatchBuilder(2, 0, False, producer_id, epoch, sequence, 1 << 22)
     for i in range(count):
         builder.append(i, timestamp=timestamp + i, key=None, value=b"x" * size, headers=[])

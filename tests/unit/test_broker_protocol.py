@@ -35,8 +35,9 @@ RANGES = {0: (3, 9), 1: (4, 12), 3: (0, 12), 18: (0, 4)}
 
 
 def make_batch(count: int = 3, compression: int = 0, producer_id: int = -1, base_sequence: int = -1) -> bytes:
-    builder = DefaultRecordBatchBuilder(2, compression, False, producer_id, 0 if producer_id >= 0 else -1,
-                                        base_sequence, 1 << 20)
+    builder = DefaultRecordBatchBuilder(
+        2, compression, False, producer_id, 0 if producer_id >= 0 else -1, base_sequence, 1 << 20
+    )
     for i in range(count):
         builder.append(i, timestamp=1_700_000_000_000 + i, key=b"k%d" % i, value=b"v%d" % i, headers=[("h", b"x")])
     return bytes(builder.build())
@@ -45,8 +46,9 @@ def make_batch(count: int = 3, compression: int = 0, producer_id: int = -1, base
 def request_frame(api_key: int, version: int, body: dict[str, object], correlation_id: int = 7) -> bytes:
     body_cls = load_request_schema(api_key, version)
     header_cls = body_cls.__header_schema__
-    header = header_cls(request_api_key=api_key, request_api_version=version, correlation_id=correlation_id,
-                        client_id="fixture")
+    header = header_cls(
+        request_api_key=api_key, request_api_version=version, correlation_id=correlation_id, client_id="fixture"
+    )
     return encode_request(header, build(body_cls, body))[4:]
 
 
@@ -104,14 +106,14 @@ def test_too_new_api_versions_is_answered_in_v0_with_unsupported_version() -> No
 
 
 def test_unknown_api_or_version_closes_the_connection() -> None:
-    assert decode_request(request_frame(18, 0, {}), {0: (3, 9)}) == Rejection(
-        "unsupported api_key 18", 7, None
-    )
+    assert decode_request(request_frame(18, 0, {}), {0: (3, 9)}) == Rejection("unsupported api_key 18", 7, None)
     rejected = decode_request(request_frame(3, 12, {"topics": None}), {3: (0, 4)})
     assert isinstance(rejected, Rejection) and rejected.reply is None
 
 
-@pytest.mark.parametrize("frame", [b"", b"\x00\x03", b"\x00\x03\x00\x0c\x00\x00\x00\x01", b"\x00\x03\x00\x0c" + b"\xff" * 40])
+@pytest.mark.parametrize(
+    "frame", [b"", b"\x00\x03", b"\x00\x03\x00\x0c\x00\x00\x00\x01", b"\x00\x03\x00\x0c" + b"\xff" * 40]
+)
 def test_malformed_frames_are_rejected_not_raised(frame: bytes) -> None:
     assert isinstance(decode_request(frame, RANGES), Rejection)
 
@@ -125,8 +127,13 @@ def test_header_v1_and_v2_both_decode_client_id() -> None:
 
 
 def test_build_drops_fields_a_version_lacks_and_nulls_become_zero_where_not_nullable() -> None:
-    data = {"brokers": [{"node_id": 1, "host": "h", "port": 9, "rack": None}], "cluster_id": "c",
-            "controller_id": 1, "topics": [], "cluster_authorized_operations": 0}
+    data = {
+        "brokers": [{"node_id": 1, "host": "h", "port": 9, "rack": None}],
+        "cluster_id": "c",
+        "controller_id": 1,
+        "topics": [],
+        "cluster_authorized_operations": 0,
+    }
     v0 = build(load_response_schema(3, 0), data)
     v12 = build(load_response_schema(3, 12), data)
     assert not hasattr(v0, "cluster_id") and v12.cluster_id == "c"

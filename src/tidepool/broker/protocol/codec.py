@@ -18,7 +18,6 @@ import typing
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from kio.index import load_request_schema, load_response_schema
@@ -83,6 +82,8 @@ def decode_request(frame: bytes, ranges: Ranges) -> Request | Rejection:
         body, _ = _reader(body_cls)(frame, offset)
     except Exception as exc:  # kio raises several types (BufferUnderflow, KeyError on unknown tags, ValueError…)
         return Rejection(f"undecodable api_key {key} v{version}: {type(exc).__name__}: {exc}", correlation_id, None)
+    if _illegal_null(body):
+        return Rejection(f"api_key {key} v{version}: null in a non-nullable field", correlation_id, None)
     return Request(key, version, correlation_id, header, body)
 
 
@@ -154,8 +155,17 @@ class _FieldSpec:
     has_default: bool
 
 
-@cache
-def _specs(cls: type) -> tuple[_FieldSpec, ...]:
+_SPECS: dict[Any, tuple[_FieldSpec, ...]] = {}
+
+
+def _specs(cls: Any) -> tuple[_FieldSpec, ...]:
+    found = _SPECS.get(cls)
+    if found is None:
+        found = _SPECS[cls] = _inspect(cls)
+    return found
+
+
+def _inspect(cls: Any) -> tuple[_FieldSpec, ...]:
     specs = []
     for f in dataclasses.fields(cls):
         tp: Any = f.type
@@ -222,6 +232,22 @@ def build(cls: type, data: Mapping[str, Any]) -> Any:
         elif not spec.has_default:
             kwargs[spec.name] = _zero(spec)
     return cls(**kwargs)
+
+
+def _illegal_null(entity: Any) -> bool:
+    """Whether a decoded entity carries null where its schema forbids it (kio decodes such nulls as None)."""
+    for spec in _specs(type(entity)):
+        if spec.nested is None and not spec.is_tuple:
+            continue
+        value = getattr(entity, spec.name)
+        if value is None:
+            if not spec.optional:
+                return True
+        elif spec.nested is not None:
+            children = value if spec.is_tuple else (value,)
+            if any(_illegal_null(child) for child in children):
+                return True
+    return False
 
 
 def has_field(cls_or_obj: Any, name: str) -> bool:
