@@ -10,6 +10,7 @@ All methods are blocking and thread-safe; the HTTP server calls them from an exe
 from __future__ import annotations
 
 import itertools
+import re
 import struct
 import threading
 import time
@@ -207,7 +208,7 @@ class Engine:
             try:
                 parsed = parse(body, precision, now_ns=now_ns)
             except LineProtocolError as exc:
-                raise errors.line_protocol("; ".join(str(e) for e in exc.errors[:10])) from None
+                raise _line_error(exc) from None
             if parsed.num_points == 0:
                 return 0
             record = b"".join((
@@ -590,7 +591,7 @@ class Engine:
             parts = [self._read_files(files, schema)] if files else []
             if has_memory:
                 parts.append(self._memory_table(snapshot))
-            merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(parts) > 1 else parts[0])
+            merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(files) + has_memory > 1 else parts[0])
         children: list[ds.Dataset] = []
         if clean:
             children.append(ds.FileSystemDataset.from_paths(
@@ -700,6 +701,21 @@ def _chunk_from_table(table: Table, data: pa.Table) -> Chunk:
     tags = [n for n in data.column_names if n in table.tags]
     fields = {c.name: c.sql_type for c in table.fields if c.name in data.column_names}
     return Chunk(table.name, data, tags, fields, pc.min(times).as_py(), pc.max(times).as_py())
+
+
+_MIXED_TYPES = re.compile(r"field '(.+)' is (\w+) here but (\w+) in an earlier line")
+_LP_TYPE_NAMES = {"Utf8": "STRING", "Boolean": "BOOL"}
+
+
+def _line_error(exc: LineProtocolError) -> DbError:
+    """A bad body → CnosDB's error. A field whose type differs between lines of one body is CnosDB's type error
+    (CnosDB checks each line against the schema the earlier lines created); anything else is a parse error."""
+    first = exc.errors[0]
+    mixed = _MIXED_TYPES.fullmatch(first.message)
+    if mixed:
+        column, found, expected = mixed.groups()
+        return errors.type_conflict(column, _LP_TYPE_NAMES.get(found, found), _LP_TYPE_NAMES.get(expected, expected))
+    return errors.line_protocol("; ".join(str(e) for e in exc.errors[:10]))
 
 
 def _type_name(column: Column) -> str:
