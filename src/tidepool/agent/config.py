@@ -143,7 +143,7 @@ def unused_fields_error(source: str, line: int, plugin: str | None, unused: list
 
 
 def _line_of(text: str, header: str, occurrence: int) -> int:
-    pattern = re.compile(r"^\s*" + re.escape(header) + r"\s*$", re.MULTILINE)
+    pattern = re.compile(r"^[ \t]*" + re.escape(header) + r"[ \t]*$", re.MULTILINE)
     matches = list(pattern.finditer(text))
     if occurrence < len(matches):
         return text.count("\n", 0, matches[occurrence].start()) + 1

@@ -1,0 +1,144 @@
+"""Telegraf TOML handling: substitution, comments, defaults, [agent], unknown options, plugin building."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tidepool.agent.config import AgentConfig, load, load_text, strip_comments, substitute_env
+from tidepool.agent.options import ConfigError, parse_duration, parse_size
+from tidepool.agent.runner import build
+
+TUTORIAL = """
+[[inputs.kafka_consumer]]
+  brokers = ["127.0.0.1:9092"]
+  topics = ["oceanic"]
+  data_format = "json"
+
+[[outputs.http]]
+  url = "http://127.0.0.1:8902/api/v1/write?db=public"
+  timeout = "5s"
+  method = "POST"
+  username = "root"
+  password = ""
+  data_format = "influx"
+  use_batch_format = true
+  content_encoding = "identity"
+  idle_conn_timeout = 10
+"""
+
+
+def _config(text: str, environ: dict[str, str] | None = None) -> AgentConfig:
+    config = AgentConfig()
+    load_text(config, text, "telegraf.conf", environ or {})
+    return config
+
+
+def test_tutorial_config_builds_with_telegraf_defaults() -> None:
+    built = build(_config(TUTORIAL))
+    assert built.settings.metric_batch_size == 1000
+    assert built.settings.metric_buffer_limit == 10000
+    assert built.settings.flush_interval == 10.0
+    assert built.global_tags == {"host": socket.gethostname()}
+    (output,) = built.outputs
+    assert output.output.url == "http://127.0.0.1:8902/api/v1/write?db=public"  # type: ignore[attr-defined]
+    assert output.output.headers["Authorization"] == "Basic cm9vdDo="  # type: ignore[attr-defined]
+    assert output.output.idle_conn_timeout == 10.0  # type: ignore[attr-defined]
+    (running,) = built.inputs
+    settings = running.input.settings  # type: ignore[attr-defined]
+    assert settings.consumer_group == "telegraf_metrics_consumers"
+    assert settings.offset == "earliest"
+    assert settings.max_undelivered_messages == 1000
+
+
+def test_unknown_option_fails_with_telegrafs_message_and_line() -> None:
+    text = TUTORIAL.replace('  topics = ["oceanic"]', '  topics = ["oceanic"]\n  topic = "x"\n  bogus = 1')
+    with pytest.raises(ConfigError) as err:
+        build(_config(text))
+    assert str(err.value) == (
+        'error loading config file telegraf.conf: plugin inputs.kafka_consumer: line 2: configuration specified '
+        'the fields ["topic" "bogus"], but they were not used. This is either a typo or this config option does '
+        "not exist in this version."
+    )
+
+
+def test_unknown_agent_option_fails_too() -> None:
+    with pytest.raises(ConfigError, match=r'fields \["flush_intervall"\], but they were not used'):
+        _config('[agent]\n  flush_intervall = "1s"\n' + TUTORIAL)
+
+
+def test_agent_section_sets_flush_and_batch_and_hostname() -> None:
+    text = '[agent]\n  flush_interval = "250ms"\n  metric_batch_size = 5000\n  hostname = "buoy-7"\n' + TUTORIAL
+    built = build(_config(text))
+    assert built.outputs[0].flush_interval == 0.25
+    assert built.outputs[0].batch_size == 5000
+    assert built.global_tags["host"] == "buoy-7"
+
+
+def test_omit_hostname_and_global_tags() -> None:
+    text = '[global_tags]\n  site = "north"\n[agent]\n  omit_hostname = true\n' + TUTORIAL
+    assert build(_config(text)).global_tags == {"site": "north"}
+
+
+def test_env_substitution_forms() -> None:
+    env = {"BROKER": "10.0.0.1:9092", "EMPTY": ""}
+    assert substitute_env("${BROKER}", env) == "10.0.0.1:9092"
+    assert substitute_env("${MISSING}", env) == "${MISSING}"
+    assert substitute_env("${MISSING:-d}|${EMPTY:-d}|${EMPTY-d}|${MISSING-d}", env) == "d|d||d"
+    assert substitute_env("${BROKER:?need it}", env) == "10.0.0.1:9092"
+    with pytest.raises(ConfigError, match="required variable MISSING is missing a value: set MISSING"):
+        substitute_env("${MISSING:?set MISSING}", env)
+    with pytest.raises(ConfigError, match="required variable EMPTY"):
+        substitute_env("${EMPTY:?}", env)
+    assert substitute_env("${EMPTY?x}", env) == ""
+
+
+def test_env_substitution_happens_after_comments_are_stripped_and_before_toml() -> None:
+    text = TUTORIAL.replace('["oceanic"]', '["${TOPIC}"]  # ${NOT_SET:?never evaluated in a comment}')
+    text = text.replace("idle_conn_timeout = 10", "idle_conn_timeout = ${IDLE}")
+    built = build(_config(text, {"TOPIC": "sea", "IDLE": "3"}))
+    assert built.inputs[0].input.settings.topics == ["sea"]  # type: ignore[attr-defined]
+    assert built.outputs[0].output.idle_conn_timeout == 3.0  # type: ignore[attr-defined]
+
+
+def test_strip_comments_keeps_hashes_inside_strings() -> None:
+    text = 'a = "x # y" # comment\nb = \'p#q\'\n# whole line\nc = """m\n# kept"""\n'
+    assert strip_comments(text) == 'a = "x # y" \nb = \'p#q\'\n\nc = """m\n# kept"""\n'
+
+
+def test_durations_and_sizes_follow_telegraf() -> None:
+    assert parse_duration(10) == 10.0
+    assert parse_duration(1.5) == 1.5
+    assert parse_duration("1m30s") == 90.0
+    assert parse_duration("100ms") == 0.1
+    assert parse_duration("1d") == 86400.0
+    with pytest.raises(ConfigError, match="invalid duration"):
+        parse_duration("10 parsecs")
+    assert parse_size("1MB") == 1_000_000
+    assert parse_size("64KiB") == 65536
+    assert parse_size(1000) == 1000
+
+
+def test_config_directory_merges_conf_files_and_later_agent_keys_win(tmp_path: Path) -> None:
+    main = tmp_path / "telegraf.conf"
+    main.write_text('[agent]\n  flush_interval = "5s"\n' + TUTORIAL)
+    extra = tmp_path / "telegraf.d"
+    extra.mkdir()
+    (extra / "b.conf").write_text('[agent]\n  flush_interval = "1s"\n[[outputs.file]]\n  files = ["stdout"]\n')
+    (extra / "ignored.txt").write_text("not toml at all [")
+    config = load([str(main)], [str(extra)], environ={})
+    assert config.agent.flush_interval == 1.0
+    assert [o.name for o in config.outputs] == ["http", "file"]
+    built = build(config, output_filter=["file"])
+    assert [o.plugin_id for o in built.outputs] == ["outputs.file"]
+
+
+def test_invalid_offset_and_missing_file_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='invalid offset "latest"'):
+        build(_config(TUTORIAL.replace('data_format = "json"', 'data_format = "json"\n  offset = "latest"')))
+    with pytest.raises(ConfigError, match="error loading config file"):
+        load([str(tmp_path / "nope.conf")], environ={})
+    with pytest.raises(ConfigError, match="undefined but requested input: nosuch"):
+        build(_config(TUTORIAL.replace("inputs.kafka_consumer", "inputs.nosuch")))
