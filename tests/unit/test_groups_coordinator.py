@@ -255,6 +255,34 @@ def test_offsets_of_a_group_empty_past_retention_expire_and_the_group_goes(tmp_p
     run(body, tmp_path, GroupConfig(offsets_retention_ms=60_000))
 
 
+def test_empty_group_without_offsets_is_removed_at_the_next_check(tmp_path: Path) -> None:
+    async def body(c: GroupCoordinator) -> None:
+        a = await join_new(c)
+        await c.sync("g", 1, a.member_id, None, None, None, {})
+        c.leave("g", [(a.member_id, None)])
+        c.expire_offsets(gc._now_ms())
+        assert "g" not in c.groups and c.list_groups() == []
+
+    run(body, tmp_path)
+
+
+def test_repeated_join_of_a_parked_member_supersedes_the_first(tmp_path: Path) -> None:
+    async def body(c: GroupCoordinator) -> None:
+        a, b = await asyncio.gather(join_new(c), join_new(c))
+        await asyncio.gather(*(c.sync("g", 1, m.member_id, None, None, None, {}) for m in (a, b)))
+        newcomer = await join(c)
+        newcomer_join = asyncio.create_task(join(c, newcomer.member_id))
+        a_join = asyncio.create_task(join(c, a.member_id))
+        await asyncio.sleep(0.01)
+        a_again = asyncio.create_task(join(c, a.member_id))
+        superseded = await a_join
+        assert superseded.error == gc.REBALANCE_IN_PROGRESS  # the client retries with the same member id
+        b_join = await join(c, b.member_id)
+        assert (await a_again).generation_id == (await newcomer_join).generation_id == b_join.generation_id == 2
+
+    run(body, tmp_path)
+
+
 def test_delete_groups_refuses_active_groups(tmp_path: Path) -> None:
     async def body(c: GroupCoordinator) -> None:
         a = await join_new(c)

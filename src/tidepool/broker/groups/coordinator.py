@@ -351,7 +351,7 @@ class GroupCoordinator:
     async def _park_join(self, group: Group, member: Member, reason: str) -> JoinResult:
         loop = asyncio.get_running_loop()
         if member.join_future is not None and not member.join_future.done():
-            member.join_future.set_result(JoinResult(UNKNOWN_MEMBER_ID, member.member_id))
+            member.join_future.set_result(JoinResult(REBALANCE_IN_PROGRESS, member.member_id))
         future: asyncio.Future[JoinResult] = loop.create_future()
         member.join_future = future
         if member.expiry is not None:
@@ -495,6 +495,8 @@ class GroupCoordinator:
         if group.state is GroupState.STABLE:
             return self._sync_result(group, member)
         future: asyncio.Future[SyncResult] = asyncio.get_running_loop().create_future()
+        if member.sync_future is not None and not member.sync_future.done():
+            member.sync_future.set_result(SyncResult(REBALANCE_IN_PROGRESS))  # superseded by this request
         member.sync_future = future
         if member_id == group.leader_id:
             for each in group.members.values():
@@ -733,15 +735,16 @@ class GroupCoordinator:
         self._schedule_retention_check()
 
     def expire_offsets(self, now_ms: int) -> int:
-        """Drop offsets of groups empty for the retention period (KIP-211); drop such groups left bare."""
+        """Expire offsets of groups empty for the retention period (KIP-211); remove empty groups left bare."""
         retention = self.config.offsets_retention_ms
         dropped = 0
         for group in list(self.groups.values()):
-            if group.state is not GroupState.EMPTY or now_ms - group.state_since_ms < retention:
+            if group.state is not GroupState.EMPTY:
                 continue
-            dropped += self.store.expire(group.group_id, now_ms - retention)
+            if now_ms - group.state_since_ms >= retention:
+                dropped += self.store.expire(group.group_id, now_ms - retention)
             if not self.store.fetch(group.group_id):
-                self._drop(group, f"no members and no offsets for {retention} ms, removed")
+                self._drop(group, "no members and no committed offsets, removed")
         if dropped:
             log.info("expired %d committed offsets", dropped)
         return dropped
