@@ -499,12 +499,12 @@ def _insert(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
             arrays[target] = _cast_insert_column(column.combine_chunks(), columns_by_name[target], unit)
     if pc.any(pc.is_null(arrays["time"])).as_py():
         raise errors.DbError("010023", "Column time cannot be null.")
-    fields = [t for t in targets if columns_by_name[t].kind == "FIELD"]
-    if not fields or all(arrays[f].null_count == len(arrays[f]) for f in fields):
+    field_names = [t for t in targets if columns_by_name[t].kind == "FIELD"]
+    if not field_names or all(arrays[f].null_count == len(arrays[f]) for f in field_names):
         raise errors.fields_empty()
     data = pa.table(arrays)
-    rows = engine.write_table(tenant, database, name, data) if data.num_rows else 0
-    return _table_result(pa.table({"rows": pa.array([rows], pa.uint64())}))
+    written = engine.write_table(tenant, database, name, data) if data.num_rows else 0
+    return _table_result(pa.table({"rows": pa.array([written], pa.uint64())}))
 
 
 Literal = str | int | float | bool | None
@@ -563,8 +563,8 @@ def _literal_column(values: list[Literal], column: Column, unit: str) -> pa.Arra
         if column.sql_type == "BOOLEAN":
             return pa.array(values, pa.bool_())
         if column.sql_type == "DOUBLE":
-            return pa.array([None if v is None else float(v) for v in values], target)  # type: ignore[arg-type]
-        return pa.array([None if v is None else int(v) for v in values], target)  # type: ignore[arg-type]
+            return pa.array([None if v is None else float(v) for v in values], target)
+        return pa.array([None if v is None else int(v) for v in values], target)
     except (TypeError, ValueError, pa.ArrowException) as exc:
         raise errors.datafusion(f"Arrow error: Cast error: column {column.name}: {exc}") from None
 

@@ -1,0 +1,225 @@
+"""SQL through the engine: CnosDB's statements, result column names and Arrow types, and its error codes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from tidepool.db.engine import Engine, EngineConfig
+from tidepool.db.errors import DbError
+
+T0 = 1_642_176_000_000_000_000  # 2022-01-14T16:00:00Z
+MIN = 60 * 10**9
+AIR = "\n".join(
+    [
+        f"air,station=XiaoMaiDao visibility=50,temperature=63,pressure=52 {T0}",
+        f"air,station=XiaoMaiDao visibility=58,temperature=64,pressure=55 {T0 + 10 * MIN}",
+        f"air,station=XiaoMaiDao visibility=60,temperature=61,pressure=50 {T0 + 20 * MIN}",
+        f"air,station=LianYunGang visibility=69,temperature=56,pressure=57 {T0}",
+        f"air,station=LianYunGang visibility=70,temperature=58,pressure=59 {T0 + 10 * MIN}",
+    ]
+)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    eng.write_lines("cnosdb", "public", AIR.encode())
+    yield eng
+    eng.close()
+
+
+def run(engine: Engine, sql: str, database: str = "public") -> pa.Table:
+    return engine.execute("cnosdb", database, sql).to_table()
+
+
+def error(engine: Engine, sql: str, database: str = "public") -> DbError:
+    with pytest.raises(DbError) as info:
+        run(engine, sql, database)
+    return info.value
+
+
+@pytest.mark.parametrize("flushed", [False, True])
+def test_select_where_group_order_limit(engine: Engine, flushed: bool) -> None:
+    if flushed:
+        engine.flush()
+    table = run(
+        engine,
+        "SELECT station, avg(temperature) AS t, count(*) AS n FROM air WHERE time >= '2022-01-14T16:00:00' "
+        "AND visibility > 50 GROUP BY station ORDER BY station DESC LIMIT 5",
+    )
+    assert table.to_pylist() == [
+        {"station": "XiaoMaiDao", "t": 62.5, "n": 2},
+        {"station": "LianYunGang", "t": 57.0, "n": 2},
+    ]
+    table = run(engine, "SELECT * FROM air ORDER BY time, station LIMIT 2 OFFSET 1")
+    assert table.schema.names == ["time", "station", "visibility", "temperature", "pressure"]
+    assert table.schema.field("time").type == pa.timestamp("ns")
+    assert table.schema.field("station").type == pa.string()
+    assert table.column("station").to_pylist() == ["XiaoMaiDao", "LianYunGang"]
+
+
+def test_select_literal_is_named_as_datafusion_names_it(engine: Engine) -> None:
+    table = run(engine, "select 1")
+    assert table.schema.names == ["Int64(1)"] and table.column(0).to_pylist() == [1]
+
+
+def test_aggregates_and_percentiles(engine: Engine) -> None:
+    table = run(
+        engine,
+        "SELECT min(pressure) AS lo, max(pressure) AS hi, sum(visibility) AS s, stddev(visibility) > 0 AS sd, "
+        "approx_percentile_cont(pressure, 0.5) AS p50, median(pressure) AS med FROM air",
+    )
+    assert table.to_pylist() == [{"lo": 50.0, "hi": 59.0, "s": 307.0, "sd": True, "p50": 55.0, "med": 55.0}]
+
+
+def test_cnosdb_first_and_last_take_the_value_at_min_and_max_time(engine: Engine) -> None:
+    table = run(
+        engine, "SELECT station, first(time, pressure), last(time, pressure) FROM air GROUP BY station ORDER BY station"
+    )
+    assert table.schema.names == ["station", "first(air.time,air.pressure)", "last(air.time,air.pressure)"]
+    assert table.to_pylist()[1] == {
+        "station": "XiaoMaiDao",
+        "first(air.time,air.pressure)": 52.0,
+        "last(air.time,air.pressure)": 50.0,
+    }
+
+
+def test_date_bin_and_time_window_bucket_rows(engine: Engine) -> None:
+    table = run(
+        engine,
+        "SELECT date_bin(INTERVAL '20 minutes', time) AS b, count(*) AS n FROM air GROUP BY b ORDER BY b",
+    )
+    assert table.column("n").to_pylist() == [4, 1]
+    table = run(
+        engine,
+        "SELECT time_window(time, '20m') AS w, max(temperature) AS t FROM air GROUP BY w ORDER BY w",
+    )
+    starts = [row["w"]["start"] for row in table.cast(_plain(table.schema)).to_pylist()]
+    assert [row["t"] for row in table.to_pylist()] == [64.0, 61.0]
+    assert starts == [T0, T0 + 20 * MIN]
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    struct = pa.struct([("start", pa.int64()), ("end", pa.int64())])
+    return pa.schema([pa.field(f.name, struct) if pa.types.is_struct(f.type) else f for f in schema])
+
+
+def test_show_and_describe(engine: Engine) -> None:
+    assert run(engine, "SHOW DATABASES").to_pylist() == [{"database_name": "public"}]
+    assert run(engine, "SHOW TABLES").to_pylist() == [{"table_name": "air"}]
+    described = run(engine, "DESCRIBE TABLE air").to_pylist()
+    assert described[0] == {
+        "column_name": "time",
+        "data_type": "TIMESTAMP(NANOSECOND)",
+        "column_type": "TIME",
+        "compression_codec": "DEFAULT",
+    }
+    assert [(r["column_name"], r["data_type"], r["column_type"]) for r in described[1:]] == [
+        ("station", "STRING", "TAG"),
+        ("visibility", "DOUBLE", "FIELD"),
+        ("temperature", "DOUBLE", "FIELD"),
+        ("pressure", "DOUBLE", "FIELD"),
+    ]
+    db = run(engine, "DESCRIBE DATABASE public").to_pylist()[0]
+    assert (db["ttl"], db["shard"], db["vnode_duration"], db["replica"], db["precision"]) == (
+        "INF",
+        1,
+        "1year",
+        1,
+        "NS",
+    )
+
+
+def test_create_alter_drop_database(engine: Engine) -> None:
+    assert run(engine, "CREATE DATABASE oceanic WITH TTL '30d' SHARD 2 VNODE_DURATION '1d' REPLICA 1").num_rows == 0
+    assert error(engine, "CREATE DATABASE oceanic").code == "030018"
+    run(engine, "CREATE DATABASE IF NOT EXISTS oceanic")
+    run(engine, "ALTER DATABASE oceanic SET TTL '10d'")
+    described = run(engine, "DESCRIBE DATABASE oceanic").to_pylist()[0]
+    assert (described["ttl"], described["shard"], described["vnode_duration"]) == ("10days", 2, "1day")
+    assert run(engine, "SHOW DATABASES").column(0).to_pylist() == ["oceanic", "public"]
+    engine.write_lines("cnosdb", "oceanic", b"m v=1")
+    run(engine, "DROP DATABASE oceanic")
+    assert not engine.database_exists("cnosdb", "oceanic")
+    assert error(engine, "DROP DATABASE oceanic").message == 'Database not found: "oceanic"'
+    run(engine, "DROP DATABASE IF EXISTS oceanic")
+    run(engine, "CREATE DATABASE oceanic")
+    assert run(engine, "SHOW TABLES", "oceanic").num_rows == 0  # nothing of the dropped namesake comes back
+
+
+def test_create_table_insert_values_and_select(engine: Engine) -> None:
+    run(engine, "CREATE TABLE t (f DOUBLE, g BIGINT UNSIGNED CODEC(DELTA), s STRING, TAGS(host))")
+    assert error(engine, "CREATE TABLE t (f DOUBLE, TAGS(host))").message == "Table t already exists."
+    inserted = run(
+        engine, "INSERT INTO t (time, host, f, g) VALUES (1000, 'a', 2.5, 7), ('1970-01-01 00:00:02', 'b', 3, 8)"
+    )
+    assert inserted.schema == pa.schema([("rows", pa.uint64())]) and inserted.to_pylist() == [{"rows": 2}]
+    table = run(engine, "SELECT * FROM t ORDER BY time")
+    assert table.schema.names == ["time", "host", "f", "g", "s"]
+    assert table.schema.field("g").type == pa.uint64()
+    assert table.column("time").cast(pa.int64()).to_pylist() == [1000, 2 * 10**9]
+    assert table.column("f").to_pylist() == [2.5, 3.0]
+    assert table.column("s").to_pylist() == [None, None]
+    assert error(engine, "INSERT INTO t (time, nosuch) VALUES (1, 2)").code == "010044"
+    assert error(engine, "INSERT INTO nosuch (time, f) VALUES (1, 2)").code == "030019"
+    assert error(engine, "INSERT INTO t (time, host) VALUES (1, 'a')").message == "Fields can't be empty"
+
+
+def test_delete_by_tag_and_time_and_not_by_field(engine: Engine) -> None:
+    engine.flush()
+    engine.write_lines("cnosdb", "public", f"air,station=XiaoMaiDao visibility=1 {T0 + 30 * MIN}".encode())
+    err = error(engine, "DELETE FROM air WHERE visibility > 10")
+    assert (err.code, err.message) == (
+        "010005",
+        "This feature is not implemented: Filtering on the field column on the tskv table in delete statement",
+    )
+    run(engine, "DELETE FROM air WHERE station = 'XiaoMaiDao' AND time >= '2022-01-14T16:10:00'")
+    remaining = run(engine, "SELECT station, visibility FROM air ORDER BY station, time").to_pylist()
+    assert remaining == [
+        {"station": "LianYunGang", "visibility": 69.0},
+        {"station": "LianYunGang", "visibility": 70.0},
+        {"station": "XiaoMaiDao", "visibility": 50.0},
+    ]
+
+
+def test_show_series_and_tag_values(engine: Engine) -> None:
+    run(engine, "ALTER TABLE air ADD TAG region")
+    run(engine, f"INSERT INTO air (time, station, region, visibility) VALUES ({T0}, 'a', '', 1)")
+    keys = run(engine, "SHOW SERIES FROM air").column("key").to_pylist()
+    assert keys == ["air,region=,station=a", "air,station=LianYunGang", "air,station=XiaoMaiDao"]
+    keys = run(engine, "SHOW SERIES FROM air WHERE station = 'a'").column("key").to_pylist()
+    assert keys == ["air,region=,station=a"]
+    assert error(engine, "SHOW SERIES FROM air WHERE visibility > 1").code == "010046"
+    assert error(engine, "SHOW SERIES").code == "010009"
+    values = run(engine, "SHOW TAG VALUES FROM air WITH KEY IN (station, region)").to_pylist()
+    assert values == [
+        {"key": "region", "value": ""},
+        {"key": "station", "value": "LianYunGang"},
+        {"key": "station", "value": "XiaoMaiDao"},
+        {"key": "station", "value": "a"},
+    ]
+    values = run(engine, "SHOW TAG VALUES FROM air WITH KEY = station WHERE visibility > 60").to_pylist()
+    assert values == [{"key": "station", "value": "LianYunGang"}]
+
+
+def test_errors_have_cnosdb_codes(engine: Engine) -> None:
+    assert (error(engine, "SELECT * FROM nosuch").code, error(engine, "SELECT * FROM nosuch").message) == (
+        "030019",
+        'Table not found: "cnosdb.public.nosuch"',
+    )
+    err = error(engine, "SELEC 1")
+    assert err.code == "010009" and err.message.startswith("sql parser error: ")
+    err = error(engine, "select 1; select 2")
+    assert (err.code, err.message) == ("010013", "Multi-statement not allow, found num:2, sql:select 1; select 2")
+    assert error(engine, "SELECT nosuch FROM air").code == "010001"
+    assert error(engine, "SELECT 1", "nosuch").code == "030017"
+    assert error(engine, "CREATE USER u").code == "010005"
+
+
+def test_empty_statement_returns_nothing(engine: Engine) -> None:
+    result = run(engine, "  ;  ")
+    assert result.num_columns == 0 and result.num_rows == 0
