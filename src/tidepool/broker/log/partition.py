@@ -16,6 +16,9 @@ from pathlib import Path
 from tidepool.broker.log.producers import Duplicate, ProducerStateTable, Rejected
 from tidepool.broker.log.segment import LogSegment
 from tidepool.broker.protocol.records import BatchHeader, iter_headers, rebase
+from tidepool.logs import get_logger
+
+log = get_logger("broker")
 
 LOG_START_FILE = "log-start-offset"
 PRODUCER_SNAPSHOT_FILE = "producer-state.json"
@@ -126,6 +129,13 @@ class PartitionLog:
         if len(headers) == 1:
             verdict = self.producers.check(headers[0])
             if isinstance(verdict, Duplicate):
+                log.info(
+                    "%s: duplicate batch from producer %d (sequence %d) acknowledged with its offset %d",
+                    self.directory.name,
+                    headers[0].producer_id,
+                    headers[0].base_sequence,
+                    verdict.base_offset,
+                )
                 return AppendResult(verdict.base_offset)
             if isinstance(verdict, Rejected):
                 return AppendResult(-1, verdict.error_code, verdict.message)
