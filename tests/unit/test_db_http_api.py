@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cramjam
 import pyarrow as pa
 from aiohttp.test_utils import TestServer
 
@@ -161,6 +162,23 @@ def test_compressed_bodies_are_decoded_and_unknown_coding_is_rejected() -> None:
             async with client.post(url + "/api/v1/write", data=body, headers=headers) as resp:
                 assert resp.status == 200, coding
         assert engine.points["public"] == 9
+        for coding, codec in (
+            ("br", cramjam.brotli),
+            ("zstd", cramjam.zstd),
+            ("snappy", cramjam.snappy),
+            ("lz4", cramjam.lz4),
+        ):
+            headers = {**ROOT, "Content-Encoding": coding}
+            async with client.post(url + "/api/v1/write", data=bytes(codec.compress(lines)), headers=headers) as resp:
+                assert resp.status == 200, coding
+            query_headers = {**ROOT, "Accept-Encoding": coding}
+            async with (
+                aiohttp.ClientSession(auto_decompress=False) as raw_client,
+                raw_client.post(url + "/api/v1/sql", data=b"select 1", headers=query_headers) as resp,
+            ):
+                assert resp.headers["Content-Encoding"] == coding
+                assert bytes(codec.decompress(await resp.read())) == b"Int64(1)\n1\n"
+        assert engine.points["public"] == 21
         async with client.post(url + "/api/v1/write", data=lines, headers={**ROOT, "Content-Encoding": "xz"}) as resp:
             assert resp.status == 400
             assert (await resp.json())["error_code"] == "040005"
@@ -169,7 +187,7 @@ def test_compressed_bodies_are_decoded_and_unknown_coding_is_rejected() -> None:
         ) as resp:
             assert resp.status == 400
             assert (await resp.json())["error_code"] == "040013"
-        assert engine.points["public"] == 9
+        assert engine.points["public"] == 21
 
     serve(check)
 

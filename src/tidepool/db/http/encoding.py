@@ -73,16 +73,15 @@ def decode(body: bytes, coding: str | None, limit: int) -> bytes:
                 return _inflate(body, -zlib.MAX_WBITS, limit)
             except zlib.error:
                 return _inflate(body, zlib.MAX_WBITS, limit)
-        import cramjam
-
-        codec = {"br": cramjam.brotli, "zstd": cramjam.zstd, "snappy": cramjam.snappy, "lz4": cramjam.lz4}[coding]
-        out = bytes(codec.decompress(body))
-    except (zlib.error, ValueError, OSError) as exc:
+    except zlib.error as exc:
         raise _decode_error(exc) from None
-    except Exception as exc:  # cramjam raises its own DecompressionError
-        if type(exc).__name__ == "DecompressionError":
-            raise _decode_error(exc) from None
-        raise
+    import cramjam
+
+    codec = {"br": cramjam.brotli, "zstd": cramjam.zstd, "snappy": cramjam.snappy, "lz4": cramjam.lz4}[coding]
+    try:
+        out = bytes(codec.decompress(body))
+    except (cramjam.DecompressionError, ValueError, OSError) as exc:
+        raise _decode_error(exc) from None
     if len(out) > limit:
         raise BodyTooLarge
     return out
