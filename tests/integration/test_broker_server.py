@@ -480,3 +480,50 @@ def test_random_and_mutated_frames_never_crash_the_server_or_corrupt_the_log(
     assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(offsets)), "still contiguous"
     assert partition.high_watermark == offsets[-1][1] + 1
     assert "Traceback" not in broker.log_tail(10000)
+
+
+def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp_path: Path) -> None:
+    process = BrokerProcess(
+        tmp_path / "data",
+        free_port(),
+        "--segment-bytes",
+        "2048",
+        "--retention-bytes",
+        "4096",
+        "--retention-check-interval-ms",
+        "100",
+        "--fsync-interval-ms",
+        "50",
+    ).start()
+    client = Client(process.bootstrap)
+    create_topic(client, "state")
+    pid = client.request(
+        22, 4, {"transactional_id": None, "transaction_timeout": 60000, "producer_id": -1, "producer_epoch": -1}
+    ).producer_id
+    sequence = 0
+    last = b""
+    for _ in range(40):
+        last = records(5, pid, 0, sequence)
+        assert produce(client, "state", last).error_code == ErrorCode.none
+        sequence += 5
+    deadline = time.monotonic() + 10
+    while fetch(client, "state", 199).log_start_offset == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    before = fetch(client, "state", 199)
+    assert before.log_start_offset > 0, "retention by bytes deleted head segments"
+    client.close()
+    process.kill()
+    restarted = BrokerProcess(tmp_path / "data", process.port).start()
+    try:
+        client = Client(restarted.bootstrap)
+        after = fetch(client, "state", 199)
+        assert (after.high_watermark, after.log_start_offset) == (200, before.log_start_offset)
+        retried = produce(client, "state", last)
+        assert (retried.error_code, retried.base_offset) == (ErrorCode.none, 195), "duplicate known after restart"
+        assert produce(client, "state", records(1, pid, 0, sequence + 1)).error_code == (
+            ErrorCode.out_of_order_sequence_number
+        )
+        assert produce(client, "state", records(1, pid, 0, sequence)).base_offset == 200
+        client.close()
+    finally:
+        restarted.stop()

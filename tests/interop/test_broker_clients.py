@@ -200,3 +200,68 @@ def test_kcat_produces_and_consumes(broker: BrokerProcess, codec: str, tmp_path:
     assert [(r[1], r[2]) for r in rows] == [(w[1], w[2].rstrip(b"\n")) for w in want]
     assert all(int(r[3]) > BASE_TS for r in rows)
     check(read_with_confluent(broker.bootstrap, topic, COUNT), topic, with_timestamps=False)
+
+
+def test_aiokafka_idempotent_producer_is_accepted(broker: BrokerProcess) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    topic = "aiokafka-idempotent"
+
+    async def run() -> list[int]:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, enable_idempotence=True, linger_ms=5)
+        await producer.start()
+        try:
+            sent = [
+                await producer.send(topic, value=v, key=k, headers=h, timestamp_ms=ts)
+                for _, k, v, h, ts in expected(topic)
+            ]
+            return [m.offset for m in await asyncio.gather(*sent)]
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(asyncio.wait_for(run(), 60)) == list(range(COUNT))
+    check(read_with_confluent(broker.bootstrap, topic, COUNT), topic)
+
+
+def tidepool_cli(*args: str, input: str | None = None) -> str:
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tidepool", *args], input=input, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_console_consumer_with_a_group_resumes_after_its_committed_offset(broker: BrokerProcess) -> None:
+    pytest.importorskip("tidepool.broker.groups.api", reason="the group coordinator is not installed")
+    server = ["--bootstrap-server", broker.bootstrap]
+    tidepool_cli("topics", "create", *server, "--topic", "console-group", "--partitions", "2")
+    tidepool_cli("console-producer", *server, "--topic", "console-group", input="a\nb\nc\nd\n")
+    first = tidepool_cli(
+        "console-consumer",
+        *server,
+        "--topic",
+        "console-group",
+        "--from-beginning",
+        "--group",
+        "cg",
+        "--max-messages",
+        "4",
+    )
+    assert sorted(first.split()) == ["a", "b", "c", "d"]
+    tidepool_cli("console-producer", *server, "--topic", "console-group", input="e\nf\n")
+    second = tidepool_cli(
+        "console-consumer",
+        *server,
+        "--topic",
+        "console-group",
+        "--from-beginning",
+        "--group",
+        "cg",
+        "--max-messages",
+        "2",
+        "--timeout-ms",
+        "15000",
+    )
+    assert sorted(second.split()) == ["e", "f"]

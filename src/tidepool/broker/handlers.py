@@ -143,7 +143,6 @@ class BrokerHandlers:
 
     async def produce(self, header: Any, request: Any) -> Any:
         acks = request.acks
-        version = _version(request)
         touched: list[PartitionLog] = []
         responses = []
         for topic_data in request.topic_data:
@@ -160,8 +159,6 @@ class BrokerHandlers:
             self._appended.set()
             self._appended = asyncio.Event()
         if acks == 0:
-            return None
-        if version < 3:
             return None
         return _response(request, PRODUCE, {"responses": responses})
 
