@@ -206,7 +206,7 @@ def test_body_over_the_limit_is_413_and_nothing_is_written() -> None:
     serve(check, limits=Limits(write_body_bytes=1024, query_body_bytes=1024))
 
 
-def test_half_sent_body_times_out() -> None:
+def test_half_sent_body_and_half_sent_headers_time_out() -> None:
     async def check(client: aiohttp.ClientSession, url: str, engine: StandInEngine) -> None:
         host, port = url.removeprefix("http://").split(":")
         reader, writer = await asyncio.open_connection(host, int(port))
@@ -218,9 +218,14 @@ def test_half_sent_body_times_out() -> None:
         status_line = await asyncio.wait_for(reader.readline(), 10)
         assert status_line.startswith(b"HTTP/1.1 408")
         writer.close()
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /api/v1/write HTTP/1.1\r\nHost: x\r\n")  # headers never finished
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed by the server
+        writer.close()
         assert engine.points["public"] == 0
 
-    serve(check, limits=Limits(body_timeout_s=0.5))
+    serve(check, limits=Limits(body_timeout_s=0.5, idle_timeout_s=0.5))
 
 
 def test_large_result_streams_and_equals_one_shot_rendering() -> None:

@@ -57,7 +57,8 @@ class EngineLike(Protocol):
 class Limits:
     write_body_bytes: int = 160 * 1024 * 1024  # CnosDB's write_sql_limit
     query_body_bytes: int = QUERY_BODY_LIMIT
-    body_timeout_s: float = 30.0  # a body not fully received by then is abandoned
+    body_timeout_s: float = 30.0  # a body not fully received by then is abandoned (408)
+    idle_timeout_s: float = 75.0  # a connection idle, or stuck in its request headers, this long is closed
 
 
 class _EmptyStatus(Exception):
@@ -335,7 +336,7 @@ def make_app(engine: EngineLike, auth: AuthStore, limits: Limits | None = None) 
     # encoded so that decoding can be bounded (a small gzip body may inflate to gigabytes).
     app = web.Application(
         client_max_size=max(api.limits.write_body_bytes, api.limits.query_body_bytes) + 1,
-        handler_args={"auto_decompress": False},
+        handler_args={"auto_decompress": False, "keepalive_timeout": api.limits.idle_timeout_s},
     )
     app[API_KEY] = api
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
