@@ -1,5 +1,6 @@
-"""Each client family commits in a group and resumes there: after a consumer restart and after a kill -9 of the
-broker (committed offsets must survive the crash). Clients: kafka-python, aiokafka, kcat -G, confluent-kafka.
+"""Each client family commits in a group and resumes there: after a consumer restart, after a kill -9 of the
+broker (committed offsets must survive the crash) and after a clean broker restart.
+Clients: kafka-python, aiokafka, kcat -G, confluent-kafka.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tidepool.broker.process import BrokerProcess
 pytestmark = [pytest.mark.timeout(120), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 TOPIC = "oceanic"
-VALUES = [f"m{i:02d}" for i in range(30)]
+VALUES = [f"m{i:02d}" for i in range(40)]
 
 
 def consume_kafka_python(bootstrap: str, group: str, count: int) -> list[str]:
@@ -138,6 +139,10 @@ def test_group_resumes_after_consumer_restart_and_broker_kill(tmp_path: Path, cl
 
         broker.kill()  # SIGKILL: no clean shutdown, the offsets must already be on disk
         broker = BrokerProcess(data_dir, port, "--partitions", "1").start()
-        assert consume(broker.bootstrap, "resumers", 10) == VALUES[20:]
+        assert consume(broker.bootstrap, "resumers", 10) == VALUES[20:30]
+
+        assert broker.stop() == 0  # and a clean restart
+        broker = BrokerProcess(data_dir, port, "--partitions", "1").start()
+        assert consume(broker.bootstrap, "resumers", 10) == VALUES[30:]
     finally:
         broker.stop()
