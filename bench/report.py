@@ -1,0 +1,270 @@
+"""Benchmark results: the measurement record, its statistics, ratios to the peers, and docs/benchmarks.md + charts.
+
+A part of the suite writes one JSON file (`bench/results/<part>.json`: the machine, scale, peer versions, failures
+and a list of `Measurement`s); `write_page` renders every part found into one Markdown page, so a part re-run alone
+replaces only its own section.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TIDEPOOL = "tidepool"
+
+
+@dataclass
+class Measurement:
+    """One workload on one system: the metric's value in each run, with the resources used beside it.
+
+    `better` is "higher" (throughput) or "lower" (time, size). CPU figures are percent of one core over the
+    run's wall time; RSS is the server's process-tree peak in MiB.
+    """
+
+    workload: str
+    system: str
+    metric: str
+    better: str
+    values: list[float]
+    server_rss_mb: list[float] = field(default_factory=list)
+    client_cpu_pct: list[float] = field(default_factory=list)
+    server_cpu_pct: list[float] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        return cls(**data)
+
+
+def ratio(tidepool: Measurement, peer: Measurement) -> float:
+    """tidepool's median ÷ the peer's median, in the metric's own terms (lines/s ÷ lines/s, ms ÷ ms)."""
+    if peer.median == 0:
+        return float("inf") if tidepool.median > 0 else 1.0
+    return tidepool.median / peer.median
+
+
+def meets(tidepool: Measurement, peer: Measurement, target: float) -> bool:
+    """Whether tidepool reaches `target`× the peer: for "higher" metrics ratio ≥ target, for "lower" ≤ 1/target."""
+    r = ratio(tidepool, peer)
+    return r >= target if tidepool.better == "higher" else r <= 1 / target
+
+
+def fmt_number(value: float) -> str:
+    """Three significant digits at most, thousands separated: 1,234,567 → "1,230,000"; 0.01234 → "0.0123"."""
+    if value == 0:
+        return "0"
+    if value == float("inf"):
+        return "∞"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        digits = len(str(int(magnitude)))
+        rounded = round(value, 3 - digits)
+        return f"{int(rounded):,}"
+    if magnitude >= 1:
+        return f"{value:.3g}" if magnitude < 10 else f"{value:.1f}".rstrip("0").rstrip(".")
+    return f"{value:.3g}"
+
+
+def fmt_spread(m: Measurement) -> str:
+    if len(m.values) == 1:
+        return fmt_number(m.median)
+    return f"{fmt_number(m.median)} ({fmt_number(m.low)}–{fmt_number(m.high)})"
+
+
+def fmt_mean(values: list[float], unit: str = "") -> str:
+    return f"{fmt_number(statistics.median(values))}{unit}" if values else "–"
+
+
+def comparison_table(measurements: list[Measurement]) -> list[str]:
+    """Markdown rows: one per (workload, system); tidepool first, ratios as tidepool ÷ peer."""
+    lines = [
+        "| workload | system | median (min–max) | unit | server peak RSS MiB | client CPU | server CPU "
+        "| tidepool ÷ this |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for workload, group in group_by_workload(measurements).items():
+        ours = next((m for m in group if m.system.startswith(TIDEPOOL)), None)
+        for m in group:
+            shown = "–" if ours is None or m is ours else f"{ratio(ours, m):.2f}×"
+            note = f" ({m.note})" if m.note else ""
+            lines.append(
+                f"| {workload} | {m.system}{note} | {fmt_spread(m)} | {m.metric} | {fmt_mean(m.server_rss_mb)} | "
+                f"{fmt_mean(m.client_cpu_pct, ' %')} | {fmt_mean(m.server_cpu_pct, ' %')} | {shown} |"
+            )
+    return lines
+
+
+def group_by_workload(measurements: list[Measurement]) -> dict[str, list[Measurement]]:
+    """Measurements grouped by workload in first-seen order; within a group tidepool comes first."""
+    groups: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        groups.setdefault(m.workload, []).append(m)
+    for group in groups.values():
+        group.sort(key=lambda m: (not m.system.startswith(TIDEPOOL), m.system))
+    return groups
+
+
+@dataclass
+class PartResult:
+    """Everything one part of the suite measured in one invocation, as saved to bench/results/<part>.json."""
+
+    part: str
+    title: str
+    started: str
+    duration_s: float
+    scale: float
+    runs: int
+    machine: dict[str, str]
+    versions: dict[str, str]
+    measurements: list[Measurement]
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    targets: list[tuple[str, str, str, float]] = field(default_factory=list)  # (workload, peer, label, target)
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.part}.json"
+        data = asdict(self)
+        data["measurements"] = [m.to_json() for m in self.measurements]
+        path.write_text(json.dumps(data, indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> PartResult:
+        data = json.loads(path.read_text())
+        data["measurements"] = [Measurement.from_json(m) for m in data["measurements"]]
+        data["targets"] = [tuple(t) for t in data.get("targets", [])]
+        return cls(**data)
+
+    def find(self, workload: str, system_prefix: str) -> Measurement | None:
+        return next(
+            (m for m in self.measurements if m.workload == workload and m.system.startswith(system_prefix)), None
+        )
+
+    def target_lines(self) -> list[str]:
+        """One line per target: met / missed with the measured ratio, or why it could not be judged."""
+        out = []
+        for workload, peer, label, target in self.targets:
+            ours = self.find(workload, TIDEPOOL)
+            theirs = self.find(workload, peer) if peer else None
+            if ours is None or (peer and theirs is None):
+                out.append(f"- {label}: **not measured** (a side of the comparison failed or did not run)")
+            elif theirs is None:
+                value = ours.median
+                ok = value >= target if ours.better == "higher" else value <= target
+                verdict = "met" if ok else "**missed**"
+                out.append(f"- {label}: {verdict} — measured {fmt_number(value)} {ours.metric}")
+            else:
+                verdict = "met" if meets(ours, theirs, target) else "**missed**"
+                out.append(f"- {label}: {verdict} — tidepool ÷ {theirs.system} = {ratio(ours, theirs):.2f}×")
+        return out
+
+
+def render_part(result: PartResult, chart: Path | None) -> list[str]:
+    lines = [f"## {result.title}", ""]
+    lines.append(
+        f"Run {result.started} UTC, {result.duration_s / 60:.1f} min, scale {result.scale:g}, "
+        f"{result.runs} runs per measurement."
+    )
+    lines.append("")
+    if result.versions:
+        lines.append("Versions: " + "; ".join(f"{k} {v}" for k, v in result.versions.items()) + ".")
+        lines.append("")
+    if result.machine:
+        lines.append("Machine: " + "; ".join(f"{k} {v}" for k, v in result.machine.items()) + ".")
+        lines.append("")
+    lines += result.notes and [f"- {n}" for n in result.notes] + [""]
+    if result.targets:
+        lines += ["Targets:", "", *result.target_lines(), ""]
+    if result.measurements:
+        lines += comparison_table(result.measurements)
+        lines.append("")
+    if chart is not None:
+        lines += [f"![{result.title}](benchmarks/{chart.name})", ""]
+    if result.failures:
+        lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
+    return lines
+
+
+def write_charts(result: PartResult, directory: Path) -> Path | None:
+    """One PNG per part: grouped bars of each workload's median per system, whiskers at min and max.
+
+    Values are shown relative to tidepool's (tidepool = 1.0) so workloads with different units share an axis.
+    Returns None if matplotlib is not installed or there is nothing to draw.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    groups = {w: g for w, g in group_by_workload(result.measurements).items() if g[0].system.startswith(TIDEPOOL)}
+    if not groups:
+        return None
+    systems = sorted({m.system for g in groups.values() for m in g}, key=lambda s: (not s.startswith(TIDEPOOL), s))
+    width = 0.8 / len(systems)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.2))
+    for i, system in enumerate(systems):
+        xs, heights, errs_low, errs_high = [], [], [], []
+        for x, group in enumerate(groups.values()):
+            base = group[0].median or 1.0
+            m = next((m for m in group if m.system == system), None)
+            if m is None:
+                continue
+            xs.append(x + i * width)
+            heights.append(m.median / base)
+            errs_low.append((m.median - m.low) / base)
+            errs_high.append((m.high - m.median) / base)
+        ax.bar(xs, heights, width, label=system, yerr=[errs_low, errs_high], capsize=2)
+    ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(groups))])
+    labels = [f"{w}\n({g[0].metric}, {g[0].better} is better)" for w, g in groups.items()]
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_ylabel("median relative to tidepool (= 1.0)")
+    ax.axhline(1.0, color="grey", linewidth=0.6)
+    ax.set_title(result.title, fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{result.part}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+PART_ORDER = ["db", "broker", "groups", "pipeline"]
+
+
+def write_page(results_dir: Path, page: Path, header: list[str]) -> Path:
+    """Render every saved part into `page` (and its charts into `page`'s sibling folder of the same stem)."""
+    charts_dir = page.parent / page.stem
+    parts = {p.stem: PartResult.load(p) for p in sorted(results_dir.glob("*.json"))}
+    lines = list(header)
+    for name in sorted(parts, key=lambda n: PART_ORDER.index(n) if n in PART_ORDER else len(PART_ORDER)):
+        result = parts[name]
+        chart = write_charts(result, charts_dir)
+        lines += render_part(result, chart)
+    missing = [p for p in PART_ORDER if p not in parts]
+    if missing:
+        lines += ["## Not run", "", *[f"- `python -m bench {p}` has no saved result." for p in missing], ""]
+    page.parent.mkdir(parents=True, exist_ok=True)
+    page.write_text("\n".join(lines).rstrip() + "\n")
+    return page

@@ -1,0 +1,768 @@
+"""The benchmark suite: each part starts tidepool and its real peers on loopback and runs one workload on all of them.
+
+Parts (each runnable alone, `python -m bench <part>`):
+- db: TSBS cpu-only ingest over HTTP (1/2/4 connections), on-disk size after flush, the four queries — tidepool db,
+  InfluxDB 1.x, VictoriaMetrics.
+- broker: produce and consume ~100 B and 1 KB messages with confluent-kafka and kcat — tidepool broker, tansu,
+  Apache Kafka.
+- groups: consumer group join time (subscribe → first assignment) with confluent-kafka, same three brokers.
+- pipeline: topic → agent → db messages/s and freshness at fixed rates, tidepool alone and the agent on Apache Kafka.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from bench.common import TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
+from bench.peers.base import PeerUnavailable, ServerProcess
+from bench.report import Measurement, PartResult
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+
+# Full sizes from issue 9; `--scale` multiplies every count.
+TSBS_HOSTS = 100
+TSBS_POINTS_FULL = 10080  # 28 h at 10 s
+BATCH_LINES = 5000
+SMALL_MESSAGES_FULL = 1_000_000
+LARGE_MESSAGES_FULL = 300_000
+
+
+@dataclass
+class Options:
+    scale: float = 0.1
+    runs: int = 3
+    query_runs: int = 10
+    connections: tuple[int, ...] = (1, 2, 4)
+    work_dir: Path | None = None
+    results_dir: Path = RESULTS_DIR
+    only: tuple[str, ...] = ()  # system names to run (empty: all)
+
+    def wants(self, system: str) -> bool:
+        return not self.only or any(system.lower().startswith(o.lower()) for o in self.only)
+
+
+@dataclass
+class Recorder:
+    """What a part accumulates while it runs; `result()` turns it into the saved PartResult."""
+
+    part: str
+    title: str
+    options: Options
+    started: float = field(default_factory=time.time)
+    measurements: list[Measurement] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    targets: list[tuple[str, str, str, float]] = field(default_factory=list)
+    load_before: str = field(default_factory=lambda: load_average())
+
+    def add(self, m: Measurement) -> None:
+        self.measurements.append(m)
+        print(
+            f"  {m.workload:<40} {m.system:<16} median {m.median:,.1f} {m.metric} "
+            f"(min {m.low:,.1f}, max {m.high:,.1f}; RSS {max(m.server_rss_mb, default=0):.0f} MiB, "
+            f"client CPU {statistics.median(m.client_cpu_pct) if m.client_cpu_pct else 0:.0f} %)",
+            flush=True,
+        )
+
+    def fail(self, what: str, exc: BaseException) -> None:
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        self.failures.append(f"{what}: {reason}")
+        print(f"  FAILED {what}: {reason}", flush=True)
+        if not isinstance(exc, PeerUnavailable | RuntimeError):
+            traceback.print_exc()
+
+    def result(self) -> PartResult:
+        machine = machine_description()
+        machine["load average before / after"] = f"{self.load_before} / {load_average()}"
+        return PartResult(
+            part=self.part,
+            title=self.title,
+            started=datetime.fromtimestamp(self.started, UTC).strftime("%Y-%m-%d %H:%M"),
+            duration_s=time.time() - self.started,
+            scale=self.options.scale,
+            runs=self.options.runs,
+            machine=machine,
+            versions=self.versions,
+            measurements=self.measurements,
+            failures=self.failures,
+            notes=self.notes,
+            targets=self.targets,
+        )
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}"
+
+
+def machine_description() -> dict[str, str]:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        meminfo = Path("/proc/meminfo").read_text().splitlines()
+        mem_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem_kb = 0
+    return {
+        "CPU": f"{os.cpu_count()} × {model}",
+        "memory": f"{mem_kb / 1024 / 1024:.0f} GiB",
+        "kernel": platform.release(),
+        "Python": platform.python_version(),
+    }
+
+
+class Usage:
+    """CPU used by this client process (and its waited-for children, e.g. kcat) and by a server, over wall time."""
+
+    def __init__(self, server: ServerProcess | None) -> None:
+        self.server = server
+        self.wall0 = time.perf_counter()
+        self.client0 = self._client_cpu()
+        self.server0 = server.cpu_seconds if server else 0.0
+
+    @staticmethod
+    def _client_cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def finish(self) -> tuple[float, float, float]:
+        """(wall seconds, client CPU % of one core, server CPU % of one core)."""
+        wall = time.perf_counter() - self.wall0
+        client = self._client_cpu() - self.client0
+        server = (self.server.cpu_seconds - self.server0) if self.server else 0.0
+        return wall, 100 * client / wall, 100 * server / wall
+
+
+# ---------------------------------------------------------------------------------------------------------- db part
+
+
+class DbPeer(Protocol):
+    def write_url(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class TsbsWindow:
+    """The time range of the generated data set and the query windows inside it (all ns, end exclusive)."""
+
+    points: int
+    hosts: int = TSBS_HOSTS
+    start: int = TSBS_START_NS
+
+    @property
+    def end(self) -> int:
+        return self.start + self.points * TSBS_INTERVAL_NS
+
+    @property
+    def lines(self) -> int:
+        return self.points * self.hosts
+
+    def upto(self, hours: int) -> int:
+        return min(self.end, self.start + hours * 3600 * 10**9)
+
+
+def tsbs_batches(points: int, hosts: int = TSBS_HOSTS, batch_lines: int = BATCH_LINES) -> list[bytes]:
+    """The TSBS cpu-only data set as HTTP bodies of `batch_lines` lines each."""
+    batches = []
+    lines = tsbs_cpu_lines(hosts, points)
+    while chunk := list(itertools.islice(lines, batch_lines)):
+        batches.append("\n".join(chunk).encode())
+    return batches
+
+
+def post_batches(url: str, headers: dict[str, str], batches: list[bytes], connections: int) -> list[str]:
+    """POST every batch, spread over `connections` keep-alive connections; returns the errors (empty if all 2xx)."""
+    parts = urlsplit(url)
+    path = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    next_index = itertools.count()
+    errors: list[str] = []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
+        try:
+            while not errors:
+                i = next(next_index)
+                if i >= len(batches):
+                    return
+                conn.request("POST", path, body=batches[i], headers={"Content-Type": "text/plain", **headers})
+                response = conn.getresponse()
+                body = response.read()
+                if response.status >= 300:
+                    errors.append(f"batch {i}: HTTP {response.status} {body[:200]!r}")
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"connection error: {exc}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@dataclass
+class DbSystem:
+    """One database under test: how to start it, write to it, and ask it the four questions."""
+
+    name: str
+    start: Callable[[Path | None], Any]
+    queries: Callable[[Any, TsbsWindow], dict[str, Callable[[], int]]]
+    count_query: str  # the query name whose answer is the number of rows stored
+    headers: Callable[[Any], dict[str, str]] = lambda _server: {}
+
+
+QUERY_NAMES = ("last point per host", "hourly mean, 1 host, 1 day", "max per host over 8 h", "count(*)")
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def tidepool_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
+    """SQL in tidepool's (CnosDB's DataFusion) dialect; each returns the number of result rows (count: the count)."""
+
+    def rows(sql: str) -> Callable[[], int]:
+        return lambda: len(json.loads(server.query(sql)))
+
+    def count() -> int:
+        (row,) = json.loads(server.query("SELECT count(*) AS n FROM cpu"))
+        return int(row["n"])
+
+    day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
+    return {
+        QUERY_NAMES[0]: rows("SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC"),
+        QUERY_NAMES[1]: rows(
+            "SELECT date_bin(INTERVAL '1 hour', time) AS hour, avg(usage_user) AS mean FROM cpu "
+            f"WHERE hostname = 'host_0' AND time >= '{day[0]}' AND time < '{day[1]}' GROUP BY hour ORDER BY hour"
+        ),
+        QUERY_NAMES[2]: rows(
+            "SELECT hostname, max(usage_user) AS max FROM cpu "
+            f"WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname ORDER BY hostname"
+        ),
+        QUERY_NAMES[3]: count,
+    }
+
+
+def influx_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
+    """InfluxQL; rows counted over all returned series."""
+
+    def rows(q: str) -> Callable[[], int]:
+        def run() -> int:
+            result = json.loads(server.query(q))["results"][0]
+            return sum(len(s["values"]) for s in result.get("series", []))
+
+        return run
+
+    def count() -> int:
+        result = json.loads(server.query("SELECT count(usage_user) FROM cpu"))["results"][0]
+        return int(result["series"][0]["values"][0][1])
+
+    day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
+    return {
+        QUERY_NAMES[0]: rows('SELECT * FROM cpu GROUP BY "hostname" ORDER BY time DESC LIMIT 1'),
+        QUERY_NAMES[1]: rows(
+            f"SELECT mean(usage_user) FROM cpu WHERE hostname = 'host_0' AND time >= '{day[0]}' "
+            f"AND time < '{day[1]}' GROUP BY time(1h)"
+        ),
+        QUERY_NAMES[2]: rows(
+            f"SELECT max(usage_user) FROM cpu WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname"
+        ),
+        QUERY_NAMES[3]: count,
+    }
+
+
+def victoria_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
+    """MetricsQL. A window `[d]` at time t covers (t−d, t]; evaluating at `end − 1 s` makes it the same samples as
+    SQL's [start, end) because samples sit on whole 10 s steps. Rows: series × points (one field per series)."""
+    seconds = 10**9
+    last_s = (w.end - TSBS_INTERVAL_NS) // seconds
+    span_s = (w.end - w.start) // seconds
+
+    def rows(q: str, **params: str) -> Callable[[], int]:
+        def run() -> int:
+            data = json.loads(server.query(q, **params))["data"]
+            return sum(len(r["values"]) if "values" in r else 1 for r in data["result"])
+
+        return run
+
+    def count() -> int:
+        data = json.loads(server.query(f"sum(count_over_time(cpu_usage_user[{span_s}s]))", time=str(last_s)))
+        return int(float(data["data"]["result"][0]["value"][1]))
+
+    day_end_s, eight_end_s = w.upto(24) // seconds, w.upto(8) // seconds
+    eight_s = eight_end_s - w.start // seconds
+    return {
+        QUERY_NAMES[0]: rows(f'last_over_time({{__name__=~"cpu_.*"}}[{span_s}s])', time=str(last_s)),
+        QUERY_NAMES[1]: rows(
+            'avg_over_time(cpu_usage_user{hostname="host_0"}[1h])',
+            start=str(w.start // seconds + 3600 - 1),
+            end=str(day_end_s - 1),
+            step="3600",
+        ),
+        QUERY_NAMES[2]: rows(f"max_over_time(cpu_usage_user[{eight_s}s])", time=str(eight_end_s - 1)),
+        QUERY_NAMES[3]: count,
+    }
+
+
+def db_systems() -> list[DbSystem]:
+    from bench.peers.influxdb import InfluxDB
+    from bench.peers.tidepool import TidepoolDb
+    from bench.peers.victoriametrics import VictoriaMetrics
+
+    return [
+        DbSystem("tidepool db", TidepoolDb, tidepool_queries, QUERY_NAMES[3], lambda s: s.write_headers()),
+        DbSystem("InfluxDB", InfluxDB, influx_queries, QUERY_NAMES[3]),
+        DbSystem("VictoriaMetrics", VictoriaMetrics, victoria_queries, QUERY_NAMES[3]),
+    ]
+
+
+def part_db(opts: Options) -> PartResult:
+    rec = Recorder("db", "Database: TSBS cpu-only ingest, on-disk size, queries", opts)
+    points = max(1, round(TSBS_POINTS_FULL * opts.scale))
+    window = TsbsWindow(points)
+    print(f"db: generating {window.lines:,} TSBS cpu-only lines ({points} points × {TSBS_HOSTS} hosts)", flush=True)
+    batches = tsbs_batches(points)
+    body_mb = sum(len(b) for b in batches) / 1e6
+    rec.notes += [
+        f"Data: TSBS cpu-only shape, {TSBS_HOSTS} hosts × {points:,} points at 10 s = {window.lines:,} lines "
+        f"({window.lines * 10:,} values, {body_mb:.0f} MB of line protocol) in batches of {BATCH_LINES:,} lines "
+        "over HTTP; a fresh server and data dir for every run.",
+        "Ingest is timed from the first request to the last acknowledgement; CPU columns are percent of one core "
+        "over that time (client = the Python load generator, server = the server's process tree).",
+        "On-disk size: bytes allocated under the data dir (as `du`) after a flush — VictoriaMetrics "
+        "`/internal/force_flush` + `force_merge`, InfluxDB with its cache snapshotted after 2 s cold; every system "
+        "is then left until its data dir stops changing for 6 s.",
+        f"Queries: warm (one untimed execution first), median of {opts.query_runs} executions over HTTP, each "
+        "system in its own language: SQL (tidepool), InfluxQL (InfluxDB), MetricsQL (VictoriaMetrics). The "
+        "result row counts are compared; VictoriaMetrics stores one series per field, so its last-point answer "
+        "has 10 series per host where the others have one row with 10 fields.",
+    ]
+    rec.targets += [
+        ("ingest, 1 connection", "InfluxDB", "ingest ≥ 1.0× InfluxDB (1 connection)", 1.0),
+        ("ingest, 1 connection", "VictoriaMetrics", "moonshot: ingest ≥ 1.0× VictoriaMetrics", 1.0),
+        ("on-disk size after flush", "VictoriaMetrics", "on-disk size ≤ VictoriaMetrics", 1.0),
+    ]
+    for system in db_systems():
+        if not opts.wants(system.name):
+            continue
+        try:
+            run_db_system(system, batches, window, opts, rec)
+        except Exception as exc:  # one system failing must not stop the others
+            rec.fail(system.name, exc)
+    for query in QUERY_NAMES:
+        for peer in ("InfluxDB", "VictoriaMetrics"):
+            rec.targets.append((f"query: {query}", peer, f"{query}: no slower than {peer}", 1.0))
+    return rec.result()
+
+
+def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, opts: Options, rec: Recorder) -> None:
+    print(f"db: {system.name}", flush=True)
+    sizes: list[float] = []
+    for connections in opts.connections:
+        values, rss, client, server_cpu = [], [], [], []
+        for run in range(opts.runs):
+            server = system.start(opts.work_dir)
+            try:
+                server.start()
+                rec.versions.setdefault(system.name, server.version())
+                usage = Usage(server)
+                errors = post_batches(server.write_url(), system.headers(server), batches, connections)
+                wall, client_pct, server_pct = usage.finish()
+                if errors:
+                    raise RuntimeError(f"ingest with {connections} connections failed: {errors[0]}")
+                values.append(window.lines / wall)
+                client.append(client_pct)
+                server_cpu.append(server_pct)
+                if connections == opts.connections[0]:
+                    server.flush()
+                    sizes.append(server.data_size_bytes() / 2**20)
+                    if run == 0:
+                        run_queries(system, server, window, opts, rec)
+                rss.append(server.peak_rss_mb)
+            finally:
+                server.cleanup()
+        label = f"ingest, {connections} connection{'s' if connections > 1 else ''}"
+        rec.add(Measurement(label, system.name, "lines/s", "higher", values, rss, client, server_cpu))
+    if sizes:
+        rec.add(Measurement("on-disk size after flush", system.name, "MiB", "lower", sizes))
+
+
+def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options, rec: Recorder) -> None:
+    queries = system.queries(server, window)
+    for name, run_query in queries.items():
+        try:
+            answer = run_query()  # warm-up, and the answer to compare
+            timings = []
+            usage = Usage(server)
+            for _ in range(opts.query_runs):
+                start = time.perf_counter()
+                run_query()
+                timings.append((time.perf_counter() - start) * 1000)
+            _, client_pct, server_pct = usage.finish()
+            if name == system.count_query and answer != window.lines:
+                rec.failures.append(f"{system.name}: count(*) answered {answer:,}, expected {window.lines:,}")
+            note = f"{answer:,} rows" if name != system.count_query else f"= {answer:,}"
+            rec.add(
+                Measurement(
+                    f"query: {name}",
+                    system.name,
+                    "ms",
+                    "lower",
+                    timings,
+                    [server.peak_rss_mb],
+                    [client_pct],
+                    [server_pct],
+                    note=note,
+                )
+            )
+        except Exception as exc:
+            rec.fail(f"{system.name} query {name!r}", exc)
+
+
+# ------------------------------------------------------------------------------------------------------ broker part
+
+
+@dataclass
+class BrokerSystem:
+    name: str
+    start: Callable[[Path | None], Any]
+
+
+def broker_systems() -> list[BrokerSystem]:
+    from bench.peers.kafka import ApacheKafkaPeer
+    from bench.peers.tansu import Tansu
+    from bench.peers.tidepool import TidepoolBroker
+
+    return [
+        BrokerSystem("tidepool broker", TidepoolBroker),
+        BrokerSystem("tansu", Tansu),
+        BrokerSystem("Apache Kafka", ApacheKafkaPeer),
+    ]
+
+
+def sensor_messages(count: int, size: int, pool: int = 1000) -> list[bytes]:
+    """`pool` distinct sensor JSON messages (the tutorial's shape), padded with a `note` field to ~`size` bytes,
+    repeated to `count`. Reusing a pool keeps the client's own cost out of the measurement."""
+    from tidepool.pipeline.sensors import SensorFleet
+
+    fleet = SensorFleet(50, station_tag=True, event_time=True, seed=7)
+    distinct = []
+    for i in range(pool):
+        raw = fleet.message()[0]
+        pad = size - len(raw) - len(',"note":""')
+        if pad > 0:
+            raw = raw[:-1] + b',"note":"' + (b"%08d" % i * (pad // 8 + 1))[:pad] + b'"}'
+        distinct.append(raw)
+    return [distinct[i % pool] for i in range(count)]
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    futures = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)], operation_timeout=30)
+    futures[topic].result(timeout=60)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(topic, timeout=5).topics
+        if topic in topics and topics[topic].error is None and topics[topic].partitions:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"topic {topic} not ready")
+
+
+def high_watermark(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-watermark", "log_level": 0})
+    try:
+        _, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        return int(high)
+    finally:
+        consumer.close()
+
+
+def produce_confluent(bootstrap: str, topic: str, messages: list[bytes]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "queue.buffering.max.messages": 500_000,
+            "log_level": 0,
+        }
+    )
+    for value in messages:
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.005)
+    remaining = producer.flush(300)
+    if remaining:
+        raise RuntimeError(f"{remaining} messages still undelivered after 300 s")
+
+
+def consume_confluent(bootstrap: str, topic: str, count: int) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+        received = 0
+        deadline = time.monotonic() + 300
+        while received < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"consumed {received} of {count} in 300 s")
+            for message in consumer.consume(num_messages=10_000, timeout=1.0):
+                if message.error():
+                    raise RuntimeError(f"consume error: {message.error()}")
+                received += 1
+    finally:
+        consumer.close()
+
+
+def kcat_binary() -> str:
+    binary = shutil.which("kcat") or shutil.which("kafkacat")
+    if binary is None:
+        raise PeerUnavailable("kcat not found (apt-get install -y kcat)")
+    return binary
+
+
+def produce_kcat(bootstrap: str, topic: str, message_file: Path) -> None:
+    done = subprocess.run(
+        [kcat_binary(), "-P", "-b", bootstrap, "-t", topic, "-p", "0", "-X", "acks=all", "-l", str(message_file)],
+        capture_output=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"kcat -P exited {done.returncode}: {done.stderr[-300:]!r}")
+
+
+def consume_kcat(bootstrap: str, topic: str, count: int) -> None:
+    argv = [kcat_binary(), "-C", "-b", bootstrap, "-t", topic, "-p", "0", "-o", "beginning", "-c", str(count), "-e"]
+    done = subprocess.run([*argv, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"kcat -C exited {done.returncode}: {done.stderr[-300:]!r}")
+
+
+def broker_step(
+    client: str, direction: str, bootstrap: str, topic: str, messages: list[bytes], message_file: Path
+) -> None:
+    """One timed step: `client` ("confluent-kafka" or "kcat") produces all `messages` or consumes them back."""
+    if client == "confluent-kafka":
+        if direction == "produce":
+            produce_confluent(bootstrap, topic, messages)
+        else:
+            consume_confluent(bootstrap, topic, len(messages))
+    elif direction == "produce":
+        produce_kcat(bootstrap, topic, message_file)
+    else:
+        consume_kcat(bootstrap, topic, len(messages))
+
+
+@contextmanager
+def started(system_name: str, factory: Callable[[Path | None], Any], opts: Options, rec: Recorder) -> Iterator[Any]:
+    server = factory(opts.work_dir)
+    try:
+        server.start()
+        rec.versions.setdefault(system_name, server.version())
+        yield server
+    finally:
+        server.cleanup()
+
+
+def part_broker(opts: Options) -> PartResult:
+    rec = Recorder("broker", "Broker: produce and consume", opts)
+    workloads = [
+        ("~100 B", max(1000, round(SMALL_MESSAGES_FULL * opts.scale)), 100),
+        ("1 KB", max(1000, round(LARGE_MESSAGES_FULL * opts.scale)), 1024),
+    ]
+    rec.notes += [
+        "Messages: sensor JSON in the tutorial's shape (station_id, pressure, temperature, visibility, time), the "
+        "1 KB kind padded with a `note` field; "
+        + ", ".join(f"{n:,} × {label}" for label, n, _ in workloads)
+        + "; one partition, a fresh topic per run, acks=all, no compression, librdkafka defaults otherwise "
+        "(linger.ms 5).",
+        "Produce is timed from the first send to the last acknowledgement (confluent-kafka `flush()`, or kcat "
+        "`-P -l FILE` exiting); consume from assignment to the last message (kcat `-C -o beginning -c N -e`). "
+        "The high watermark is checked after every produce.",
+        "tansu runs with its memory storage engine (the only one in that build): it never touches the disk. "
+        "tidepool broker and Apache Kafka write a durable log (tidepool: fsync every 1 s by default; Kafka: page "
+        "cache, no fsync by default). Apache Kafka: JVM with G1, 1 GiB heap, full JIT.",
+        "The client CPU column shows how much of a core the client (Python + librdkafka, or kcat) burned; near "
+        "100 % means the number is client-bound on these 2 cores.",
+    ]
+    for label, count, _size in workloads:
+        for client in ("confluent-kafka", "kcat"):
+            for direction in ("produce", "consume"):
+                workload = f"{direction} {count:,} × {label}, {client}"
+                for peer in ("tansu", "Apache Kafka"):
+                    target = 1.0 if peer == "tansu" else 0.5
+                    rec.targets.append((workload, peer, f"{workload}: ≥ {target}× {peer}", target))
+    for system in broker_systems():
+        if not opts.wants(system.name):
+            continue
+        try:
+            with started(system.name, system.start, opts, rec) as server:
+                run_broker_workloads(system.name, server, workloads, opts, rec)
+        except Exception as exc:
+            rec.fail(system.name, exc)
+    return rec.result()
+
+
+def run_broker_workloads(
+    name: str, server: Any, workloads: list[tuple[str, int, int]], opts: Options, rec: Recorder
+) -> None:
+    print(f"broker: {name}", flush=True)
+    for label, count, size in workloads:
+        messages = sensor_messages(count, size)
+        mean_size = sum(len(m) for m in messages[:1000]) / min(1000, len(messages))
+        message_file = Path(server.work_dir) / f"messages-{size}.txt"
+        message_file.write_bytes(b"\n".join(messages) + b"\n")
+        for client in ("confluent-kafka", "kcat"):
+            results: dict[str, tuple[list[float], list[float], list[float], list[float]]] = {
+                "produce": ([], [], [], []),
+                "consume": ([], [], [], []),
+            }
+            try:
+                for _ in range(opts.runs):
+                    topic = f"bench-{size}-{uuid.uuid4().hex[:8]}"
+                    create_topic(server.bootstrap, topic)
+                    for direction in ("produce", "consume"):
+                        usage = Usage(server)
+                        broker_step(client, direction, server.bootstrap, topic, messages, message_file)
+                        wall, client_pct, server_pct = usage.finish()
+                        if direction == "produce" and (high := high_watermark(server.bootstrap, topic)) != count:
+                            raise RuntimeError(f"{client} produced {count} but the high watermark is {high}")
+                        values, rss, cpu_client, cpu_server = results[direction]
+                        values.append(count / wall)
+                        rss.append(server.peak_rss_mb)
+                        cpu_client.append(client_pct)
+                        cpu_server.append(server_pct)
+            except Exception as exc:
+                rec.fail(f"{name} {label} {client}", exc)
+                continue
+            for direction, (values, rss, cpu_client, cpu_server) in results.items():
+                mb_s = statistics.median(values) * mean_size / 1e6
+                rec.add(
+                    Measurement(
+                        f"{direction} {count:,} × {label}, {client}",
+                        name,
+                        "msg/s",
+                        "higher",
+                        values,
+                        rss,
+                        cpu_client,
+                        cpu_server,
+                        note=f"{mb_s:.1f} MB/s",
+                    )
+                )
+
+
+# ------------------------------------------------------------------------------------------------------ groups part
+
+
+def join_time_ms(bootstrap: str, topic: str) -> float:
+    """Milliseconds from subscribe() to the first partition assignment of a new single-member group."""
+    from confluent_kafka import Consumer
+
+    assigned = threading.Event()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-join-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    try:
+        start = time.perf_counter()
+        consumer.subscribe([topic], on_assign=lambda _c, _p: assigned.set())
+        deadline = start + 60
+        while not assigned.is_set():
+            if time.perf_counter() > deadline:
+                raise RuntimeError("no assignment within 60 s")
+            consumer.poll(0.01)
+        return (time.perf_counter() - start) * 1000
+    finally:
+        consumer.close()
+
+
+def part_groups(opts: Options) -> PartResult:
+    rec = Recorder("groups", "Consumer group join time", opts)
+    joins = max(opts.runs, 5)
+    rec.notes += [
+        f"{joins} joins per broker, each a new group with one confluent-kafka consumer on a 1-partition topic: "
+        "time from `subscribe()` to the assignment callback (FindCoordinator, JoinGroup, SyncGroup). Apache Kafka "
+        "runs with group.initial.rebalance.delay.ms=0 (its default of 3 s would dominate).",
+    ]
+    rec.targets.append(("join a new group (1 member)", "", "group join < 1 s", 1000.0))
+    for system in broker_systems():
+        if not opts.wants(system.name):
+            continue
+        try:
+            with started(system.name, system.start, opts, rec) as server:
+                topic = f"bench-join-{uuid.uuid4().hex[:8]}"
+                create_topic(server.bootstrap, topic)
+                usage = Usage(server)
+                times = [join_time_ms(server.bootstrap, topic) for _ in range(joins)]
+                _, client_pct, server_pct = usage.finish()
+                rec.add(
+                    Measurement(
+                        "join a new group (1 member)",
+                        system.name,
+                        "ms",
+                        "lower",
+                        times,
+                        [server.peak_rss_mb],
+                        [client_pct],
+                        [server_pct],
+                    )
+                )
+        except Exception as exc:
+            rec.fail(system.name, exc)
+    return rec.result()
+
+
+PARTS: dict[str, Callable[[Options], PartResult]] = {
+    "db": part_db,
+    "broker": part_broker,
+    "groups": part_groups,
+}
