@@ -152,3 +152,43 @@ def test_two_consumers_split_partitions_and_survivor_takes_all_after_sigkill(bro
         for worker in workers:
             worker.proc.kill()
             worker.proc.wait(10)
+
+
+@pytest.mark.parametrize("strategy", ["range", "roundrobin", "cooperative-sticky"])
+def test_each_client_side_assignor_splits_and_hands_over_on_close(broker: BrokerProcess, strategy: str) -> None:
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.create_topics([NewTopic("tides", 4, 1)]).values():
+        future.result(10)
+
+    def member(name: str) -> Consumer:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": broker.bootstrap,
+                "group.id": f"assign-{strategy}",
+                "client.id": name,
+                "partition.assignment.strategy": strategy,
+                "heartbeat.interval.ms": 300,
+            }
+        )
+        consumer.subscribe(["tides"])
+        return consumer
+
+    def owned(consumer: Consumer) -> list[int]:
+        return sorted(tp.partition for tp in consumer.assignment())
+
+    one, two = member("one"), member("two")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (len(owned(one)) == 2 and len(owned(two)) == 2):
+        one.poll(0.05)
+        two.poll(0.05)
+    assert sorted(owned(one) + owned(two)) == [0, 1, 2, 3] and len(owned(one)) == 2
+
+    two.close()  # a clean LeaveGroup: the survivor takes over without waiting for a session timeout
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and owned(one) != [0, 1, 2, 3]:
+        one.poll(0.05)
+    assert owned(one) == [0, 1, 2, 3]
+    one.close()
