@@ -355,6 +355,8 @@ class AuthStore:
         for kind, pattern in _STATEMENTS.items():
             match = pattern.match(text)
             if match is not None:
+                if kind != "alter_user":
+                    self._require_password_changed(principal)
                 with self._lock:
                     getattr(self, "_" + kind)(principal, match)
                     self._save()
@@ -415,6 +417,7 @@ class AuthStore:
         options = _options(match["rest"])
         self_password_only = name == principal.user.name and set(options) == {"password"}
         if not self_password_only:
+            self._require_password_changed(principal)
             self._require_admin(principal)
         if user is None:
             raise DbError("030008", f"The user {name} not found")
