@@ -55,6 +55,12 @@ def test_kafka_topics_tool_creates_lists_describes_and_deletes_on_tidepool(tidep
     assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
     ok(run_tool(TOPICS, [*server, "--alter", "--topic", "oceanic", "--partitions", "4"]))
     assert "PartitionCount: 4" in ok(run_tool(TOPICS, [*server, "--describe", "--topic", "oceanic"]))
+    ok(run_tool(TOPICS, [*server, "--create", "--topic", "kept", "--config", "retention.ms=3600000"]))
+    assert "retention.ms=3600000" in ok(run_tool(TOPICS, [*server, "--describe", "--topic", "kept"]))
+    compacted = run_tool(TOPICS, [*server, "--create", "--topic", "compacted", "--config", "cleanup.policy=compact"])
+    assert (
+        compacted.returncode != 0 and "cleanup.policy=compact is not supported" in compacted.stdout + compacted.stderr
+    )
     ok(run_tool(TOPICS, [*server, "--delete", "--topic", "oceanic"]))
     assert "oceanic" not in ok(run_tool(TOPICS, [*server, "--list"])).split()
 

@@ -370,9 +370,9 @@ class BrokerHandlers:
             results.append(entry)
         return _response(request, CREATE_PARTITIONS, {"results": results})
 
-    def _config_entries(self, overrides: dict[str, str]) -> list[dict[str, Any]]:
+    def _topic_config_values(self) -> dict[str, str]:
         defaults = self.config.log
-        values = {
+        return {
             "cleanup.policy": "delete",
             "compression.type": "producer",
             "max.message.bytes": str(defaults.max_message_bytes),
@@ -383,6 +383,24 @@ class BrokerHandlers:
             "segment.bytes": str(defaults.segment_bytes),
             "segment.ms": str(defaults.roll_ms),
         }
+
+    def _broker_config_values(self) -> dict[str, str]:
+        defaults = self.config.log
+        return {
+            "auto.create.topics.enable": str(self.config.auto_create_topics).lower(),
+            "broker.id": str(self.config.node_id),
+            "log.retention.bytes": str(defaults.retention_bytes),
+            "log.retention.ms": str(defaults.retention_ms),
+            "log.roll.ms": str(defaults.roll_ms),
+            "log.segment.bytes": str(defaults.segment_bytes),
+            "message.max.bytes": str(defaults.max_message_bytes),
+            "node.id": str(self.config.node_id),
+            "num.partitions": str(self.config.default_partitions),
+            "socket.request.max.bytes": str(self.config.max_request_bytes),
+        }
+
+    @staticmethod
+    def _config_entries(values: dict[str, str], overrides: dict[str, str], default_source: int) -> list[dict[str, Any]]:
         entries = []
         for name, value in values.items():
             override = name in overrides
@@ -392,7 +410,7 @@ class BrokerHandlers:
                     "value": overrides.get(name, value),
                     "read_only": False,
                     "is_default": not override,
-                    "config_source": CONFIG_SOURCE_TOPIC if override else CONFIG_SOURCE_DEFAULT,
+                    "config_source": CONFIG_SOURCE_TOPIC if override else default_source,
                     "is_sensitive": False,
                     "synonyms": [],
                     "config_type": 0,
@@ -419,9 +437,11 @@ class BrokerHandlers:
                         error_message=f"Topic '{resource.resource_name}' does not exist.",
                     )
                 else:
-                    entry["configs"] = self._config_entries(topic.configs)
+                    entry["configs"] = self._config_entries(
+                        self._topic_config_values(), topic.configs, CONFIG_SOURCE_DEFAULT
+                    )
             elif resource.resource_type == BROKER_RESOURCE:
-                entry["configs"] = self._config_entries({})
+                entry["configs"] = self._config_entries(self._broker_config_values(), {}, CONFIG_SOURCE_STATIC_BROKER)
             else:
                 entry.update(error_code=ErrorCode.invalid_request, error_message="unsupported resource type")
             keys = resource.configuration_keys

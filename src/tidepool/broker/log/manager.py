@@ -30,6 +30,13 @@ TOPIC_CONFIGS = {
     "retention.bytes": "retention_bytes",
     "max.message.bytes": "max_message_bytes",
 }
+# topic configs accepted only at the one value that matches what the broker does
+FIXED_TOPIC_CONFIGS = {
+    "cleanup.policy": "delete",
+    "compression.type": "producer",
+    "message.timestamp.type": "CreateTime",
+    "min.insync.replicas": "1",
+}
 
 
 @dataclass
@@ -101,6 +108,10 @@ class LogManager:
     def config_for(self, overrides: dict[str, str]) -> LogConfig:
         config = self.defaults
         for key, value in overrides.items():
+            if key in FIXED_TOPIC_CONFIGS:
+                if value != FIXED_TOPIC_CONFIGS[key]:
+                    raise TopicError(INVALID_CONFIG, f"{key}={value} is not supported, only {FIXED_TOPIC_CONFIGS[key]}")
+                continue
             attribute = TOPIC_CONFIGS.get(key)
             if attribute is None:
                 raise TopicError(INVALID_CONFIG, f"unsupported topic config {key!r}")
