@@ -266,6 +266,16 @@ def test_cnos_connector_writes_and_queries(db: DbServer) -> None:
     ]
     assert [d[0] for d in cursor.description] == ["time", "station", "temperature"]
     assert conn.list_database() == [{"database_name": "public"}]
+    conn.create_user("alice", "secret")  # sent as `CREATE USER alice WITH PASSWORD = secret`, unquoted
+    alice = "Basic " + base64.b64encode(b"alice:secret").decode()
+    status, _, body = post(f"{db.url}/api/v1/sql", b"select 1", auth=alice)
+    assert (status, json.loads(body)["error_message"]) == (
+        422,
+        "Auth error: The member alice of tenant cnosdb not found",
+    )
+    conn.drop_user("alice")
+    status, _, body = post(f"{db.url}/api/v1/sql", b"select 1", auth=alice)
+    assert (status, json.loads(body)["error_message"]) == (422, "Auth error: The user alice not found")
 
 
 def test_bad_password_with_auth_on_is_422_010016(tmp_path: Path) -> None:

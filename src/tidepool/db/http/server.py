@@ -23,7 +23,7 @@ import pyarrow as pa
 from aiohttp import web
 
 from tidepool.db.auth import DEFAULT_TENANT, ROOT, AuthStore, Principal, UserInfo
-from tidepool.db.errors import DbError
+from tidepool.db.errors import DbError, internal
 from tidepool.db.formats import Renderer, ResultFormat, format_from_accept
 from tidepool.db.http import encoding
 from tidepool.db.http.metrics import HttpMetrics
@@ -267,7 +267,10 @@ class HttpApi:
         while True:
             try:
                 piece = await self._blocking(next, pieces, None)
-            except DbError as error:  # the status line is gone: the error goes into the body, as CnosDB does
+            except Exception as exc:  # the status line is gone: the error goes into the body, as CnosDB does
+                if not isinstance(exc, DbError):
+                    log.exception("streaming a result failed")
+                error = exc if isinstance(exc, DbError) else internal(f"{type(exc).__name__}: {exc}")
                 piece = orjson.dumps(error.to_json())
                 out = encoder.feed(piece)
                 await response.write(out)
