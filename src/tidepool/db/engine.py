@@ -17,10 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from tidepool.db import errors
 from tidepool.db.catalog import (
@@ -34,10 +36,13 @@ from tidepool.db.catalog import (
 )
 from tidepool.db.errors import DbError
 from tidepool.db.storage import wal as wal_mod
-from tidepool.db.storage.files import DataFile, Manifest, check_readable, write_parquet
-from tidepool.db.storage.memtable import Memtable, TableBuffer, combine, dedup
+from tidepool.db.storage.files import DataFile, Manifest, check_readable, decode_decimals, write_parquet
+from tidepool.db.storage.memtable import Memtable, TableBuffer, combine, conform, dedup
 from tidepool.lineproto import FieldType, LineProtocolError, ParsedBatch, parse, precision_factor
 from tidepool.logs import get_logger
+
+if TYPE_CHECKING:
+    from datafusion import SessionContext
 
 log = get_logger("db")
 
@@ -347,11 +352,11 @@ class Engine:
             with self._lock:
                 file_id = self.manifest.allocate_id()
             relative = f"data/{tenant}/{database}/{table}/{window}/{file_id:012d}.parquet"
-            size = write_parquet(self.data_dir, relative, part, tags)
+            size, scales = write_parquet(self.data_dir, relative, part, tags)
             result.append(DataFile(
                 id=file_id, seq=seq if seq is not None else file_id, tenant=tenant, database=database, table=table,
                 window=window, path=relative, min_time=pc.min(part_times).as_py(), max_time=pc.max(part_times).as_py(),
-                rows=part.num_rows, bytes=size, level=level,
+                rows=part.num_rows, bytes=size, level=level, scales=scales,
             ))  # fmt: skip
         return result
 
@@ -395,13 +400,11 @@ class Engine:
         return compacted
 
     def _read_files(self, files: list[DataFile], schema: pa.Schema) -> pa.Table:
-        dataset = ds.FileSystemDataset.from_paths(
-            [str(self.data_dir / f.path) for f in files], schema=schema, format=ds.ParquetFileFormat(),
-            filesystem=pa.fs.LocalFileSystem(),
-        )  # fmt: skip
-        # One fragment after another, so rows keep file order (older files first) for the dedup.
-        return pa.concat_tables([frag.to_table(schema=schema) for frag in dataset.get_fragments()]) if files \
-            else schema.empty_table()  # fmt: skip
+        """The rows of `files`, in file order (older first, as dedup expects), as `schema`."""
+        if not files:
+            return schema.empty_table()
+        tables = [conform(decode_decimals(pq.read_table(self.data_dir / f.path), f.scales), schema) for f in files]
+        return pa.concat_tables(tables)
 
     def _replace_files(self, old: list[DataFile], new: list[DataFile]) -> None:
         """Swap files in the manifest atomically; the old ones are deleted once no query reads them."""
@@ -572,36 +575,55 @@ class Engine:
             self._active_readers -= 1
         self._delete_obsolete()
 
-    def dataset(self, snapshot: TableSnapshot) -> ds.Dataset:
-        """One dataset over a snapshot, with no duplicate (series, time): clean files are scanned in place; files
-        whose time ranges overlap others (and the memtable) are merged in memory first."""
+    def register(self, ctx: SessionContext, name: str, snapshot: TableSnapshot) -> None:
+        """Make `name` in `ctx` the rows of a snapshot, with no duplicate (series, time).
+
+        Files whose time range overlaps no other source are scanned in place (one dataset per way DOUBLE columns
+        are stored, decoded in a projection); overlapping files and the memtable are merged in memory first.
+        """
         schema = snapshot.schema
         sources: list[tuple[int, int, DataFile | None]] = [(f.min_time, f.max_time, f) for f in snapshot.files]
         if snapshot.buffers:
             sources.append((min(b.min_time for b in snapshot.buffers), max(b.max_time for b in snapshot.buffers), None))
-        clusters = _overlap_clusters(sources)
-        clean: list[str] = []
+        clean: dict[tuple[tuple[str, int], ...], list[str]] = {}
         merged: list[pa.Table] = []
-        for cluster in clusters:
+        for cluster in _overlap_clusters(sources):
             files = sorted((f for _, _, f in cluster if f is not None), key=lambda f: f.seq)
             has_memory = any(f is None for _, _, f in cluster)
             if len(files) == 1 and not has_memory:
-                clean.append(str(self.data_dir / files[0].path))
+                signature = tuple(sorted((k, v) for k, v in files[0].scales.items() if k in schema.names))
+                clean.setdefault(signature, []).append(str(self.data_dir / files[0].path))
                 continue
             parts = [self._read_files(files, schema)] if files else []
             if has_memory:
                 parts.append(self._memory_table(snapshot))
             merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(files) + has_memory > 1 else parts[0])
-        children: list[ds.Dataset] = []
-        if clean:
-            children.append(ds.FileSystemDataset.from_paths(
-                clean, schema=schema, format=ds.ParquetFileFormat(), filesystem=pa.fs.LocalFileSystem()
-            ))  # fmt: skip
+        selects: list[tuple[str, ds.Dataset, str]] = []
+        for number, (signature, paths) in enumerate(sorted(clean.items())):
+            scales = dict(signature)
+            physical = pa.schema([pa.field(f.name, pa.int64()) if f.name in scales else f for f in schema])
+            dataset = ds.FileSystemDataset.from_paths(
+                paths, schema=physical, format=ds.ParquetFileFormat(), filesystem=pa.fs.LocalFileSystem()
+            )
+            projection = ", ".join(
+                f"CAST({_ident(f.name)} AS DOUBLE) / {float(10 ** scales[f.name])} AS {_ident(f.name)}"
+                if f.name in scales else _ident(f.name)
+                for f in schema
+            )  # fmt: skip
+            selects.append((f"__{name}_{number}", dataset, projection if scales else "*"))
         if merged:
-            children.append(ds.dataset(pa.concat_tables(merged), schema=schema))
-        if not children:
-            return ds.dataset(schema.empty_table())
-        return children[0] if len(children) == 1 else ds.dataset(children)
+            selects.append((f"__{name}_mem", ds.dataset(pa.concat_tables(merged), schema=schema), "*"))
+        if not selects:
+            ctx.register_dataset(name, ds.dataset(schema.empty_table()))
+        elif len(selects) == 1 and selects[0][2] == "*":
+            ctx.register_dataset(name, selects[0][1])
+        else:
+            for hidden, dataset, _ in selects:
+                ctx.register_dataset(hidden, dataset)
+            union = " UNION ALL ".join(
+                f"SELECT {projection} FROM {_ident(hidden)}" for hidden, _, projection in selects
+            )
+            ctx.register_view(name, ctx.sql(union))
 
     def _memory_table(self, snapshot: TableSnapshot) -> pa.Table:
         """The deduplicated memtable rows of a snapshot, cached per memtable version."""
@@ -648,6 +670,10 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _encode_names(*names: str) -> bytes:

@@ -644,7 +644,7 @@ def _run_on_table(engine: Engine, name: str, data: pa.Table, sql: str) -> pa.Tab
 
 def _run_on_snapshot(engine: Engine, name: str, snapshot: TableSnapshot, sql: str) -> pa.Table:
     ctx = _context()
-    ctx.register_dataset(name, engine.dataset(snapshot))
+    engine.register(ctx, name, snapshot)
     try:
         return ctx.sql(sql).to_arrow_table()
     except Exception as exc:
@@ -668,7 +668,7 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
         for name in sorted(wanted):
             snapshot = engine.snapshot(tenant, database, name)
             snapshots.append(snapshot)
-            ctx.register_dataset(name, engine.dataset(snapshot))
+            engine.register(ctx, name, snapshot)
         frame = ctx.sql(sql)
         schema = frame.schema()
         stream = frame.execute_stream()
