@@ -40,6 +40,7 @@ consumer = Consumer({
     "bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
     "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
     "partition.assignment.strategy": "range",
+    **({"group.instance.id": sys.argv[4]} if len(sys.argv) > 4 else {}),
 })
 consumer.subscribe([sys.argv[3]], on_assign=on_assign, on_revoke=on_revoke)
 while True:
@@ -54,15 +55,16 @@ while True:
 class Worker:
     """One consumer process; `events` receives its JSON lines."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, group: str, topic: str, instance_id: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", WORKER, bootstrap, group, topic],
+            [sys.executable, "-c", WORKER, bootstrap, group, topic, *([instance_id] if instance_id else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.assignment: list[int] = []
+        self.assignments: list[list[int]] = []
         self.values: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -79,6 +81,7 @@ class Worker:
                 return
             if "assigned" in event:
                 self.assignment = event["assigned"]
+                self.assignments.append(event["assigned"])
             elif "revoked" in event:
                 self.assignment = []
             else:
@@ -192,3 +195,29 @@ def test_each_client_side_assignor_splits_and_hands_over_on_close(broker: Broker
         one.poll(0.05)
     assert owned(one) == [0, 1, 2, 3]
     one.close()
+
+
+def test_restarted_static_member_gets_its_partitions_back_without_a_rebalance(broker: BrokerProcess) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.create_topics([NewTopic("static", 4, 1)]).values():
+        future.result(10)
+    a = Worker(broker.bootstrap, "statics", "static", "host-a")
+    b = Worker(broker.bootstrap, "statics", "static", "host-b")
+    workers = [a, b]
+    try:
+        wait_until(lambda: len(a.assignment) == 2 and len(b.assignment) == 2, workers, 30, "an even split")
+        b_partitions = b.assignment
+        b.proc.kill()  # a static member that dies and comes back within its session timeout (6 s)
+        b.proc.wait(10)
+        b_again = Worker(broker.bootstrap, "statics", "static", "host-b")
+        workers.append(b_again)
+        wait_until(lambda: b_again.assignment == b_partitions, workers, 30, "host-b's partitions back")
+        time.sleep(1)  # give a (wrong) rebalance time to show up at a's next heartbeats
+        a.drain()
+        assert len(a.assignments) == 1, broker.log_tail(30)  # a was never revoked nor reassigned
+    finally:
+        for worker in workers:
+            worker.proc.kill()
+            worker.proc.wait(10)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
-from tests.interop.apache_kafka import CONSUMER_GROUPS, kafka_jars, run_tool
+from tests.interop.apache_kafka import CONSUMER_GROUPS, ApacheKafka, apache_kafka, kafka_jars, run_tool  # noqa: F401
 from tidepool.broker.process import BrokerProcess
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
@@ -78,3 +78,48 @@ def test_kafka_consumer_groups_lists_describes_and_resets_a_tidepool_group(broke
     deleted = kafka_consumer_groups(broker, "--delete", "--group", "dashboards")
     assert any("successful" in " ".join(line) for line in deleted)
     assert ["dashboards"] not in kafka_consumer_groups(broker, "--list")
+
+
+def test_tidepool_groups_cli_works_against_apache_kafka(apache_kafka: ApacheKafka) -> None:  # noqa: F811
+    """The scale-out path: the same `tidepool groups` commands against a real Apache Kafka 4.x broker."""
+    import subprocess
+    import sys
+
+    from confluent_kafka import Consumer, Producer
+
+    bootstrap = apache_kafka.bootstrap
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(4):
+        producer.produce("buoys", str(i).encode())
+    assert producer.flush(30) == 0
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "buoy-readers",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(["buoys"])
+    read = 0
+    deadline = time.monotonic() + 60
+    while read < 2 and time.monotonic() < deadline:
+        message = consumer.poll(0.2)
+        if message is not None and not message.error():
+            read += 1
+            consumer.commit(message=message, asynchronous=False)
+    consumer.close()
+    assert read == 2
+
+    def groups_cli(*args: str) -> list[list[str]]:
+        argv = [sys.executable, "-m", "tidepool", "groups", *args, "--bootstrap-server", bootstrap]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [line.split() for line in done.stdout.splitlines() if line.strip()]
+
+    assert ["buoy-readers"] in groups_cli("list")
+    described = [r for r in groups_cli("describe", "--group", "buoy-readers") if r[0] == "buoy-readers"]
+    assert [(r[1], r[2], r[3], r[4], r[5]) for r in described] == [("buoys", "0", "2", "4", "2")]
+    groups_cli("reset-offsets", "--group", "buoy-readers", "--topic", "buoys", "--to-earliest", "--execute")
+    described = [r for r in groups_cli("describe", "--group", "buoy-readers") if r[0] == "buoy-readers"]
+    assert [(r[3], r[5]) for r in described] == [("0", "4")]

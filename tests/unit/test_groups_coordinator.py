@@ -217,6 +217,14 @@ def test_static_member_restart_keeps_its_assignment_without_rebalance(tmp_path: 
         assert synced.assignment == (b"pb" if follower is b else b"pa")
         # The old incarnation is fenced.
         assert c.heartbeat("g", 1, follower.member_id, follower_instance) == gc.FENCED_INSTANCE_ID
+        # A restarted leader is told the old leader id, so it acts as a follower; still no rebalance.
+        leader_instance = "host-a" if leader is a else "host-b"
+        restarted_leader = await join(c, instance=leader_instance)
+        assert restarted_leader.leader == leader.member_id != restarted_leader.member_id
+        assert restarted_leader.members == () and c.groups["g"].state is gc.GroupState.STABLE
+        synced = await c.sync("g", 1, restarted_leader.member_id, leader_instance, None, None, {})
+        assert synced.assignment == (b"pa" if leader is a else b"pb")
+        assert c.groups["g"].leader_id == restarted_leader.member_id
 
     run(body, tmp_path)
 

@@ -328,8 +328,11 @@ class GroupCoordinator:
         old = group.members[group.static_members[instance_id]]
         self._fence(old)
         new_id = f"{instance_id}-{uuid.uuid4()}"
-        was_leader = group.leader_id == old.member_id
-        unchanged = old.protocols == protocols
+        old_id = old.member_id
+        was_leader = group.leader_id == old_id
+        # As Kafka: only a change of protocol names forces a rebalance; a restarted client owns nothing now,
+        # so its subscription bytes differ even when its subscription does not.
+        unchanged = [name for name, _ in old.protocols] == [name for name, _ in protocols]
         del group.members[old.member_id]
         old.member_id, old.client_id, old.client_host = new_id, client_id, client_host
         old.session_timeout_ms, old.rebalance_timeout_ms, old.protocols = (
@@ -342,10 +345,20 @@ class GroupCoordinator:
         if was_leader:
             group.leader_id = new_id
         log.info("group %s: static member %s rejoined as %s", group.group_id, instance_id, new_id)
-        if group.state is GroupState.STABLE and unchanged and not was_leader:
+        if group.state is GroupState.STABLE and unchanged:
             self._persist(group)
             self._schedule_expiry(group, old)
-            return self._join_result(group, old)
+            # As Kafka: no rebalance. A restarted leader is told the *old* leader id, so it does not see itself
+            # as leader and does not compute an assignment a Stable group would never hand out; its SyncGroup
+            # returns its previous assignment.
+            return JoinResult(
+                NONE,
+                new_id,
+                group.generation_id,
+                group.protocol_type,
+                group.protocol_name,
+                old_id if was_leader else group.leader_id or "",
+            )
         return await self._park_join(group, old, f"static member {instance_id} rejoined")
 
     async def _park_join(self, group: Group, member: Member, reason: str) -> JoinResult:
