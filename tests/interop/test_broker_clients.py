@@ -265,3 +265,23 @@ def test_console_consumer_with_a_group_resumes_after_its_committed_offset(broker
         "15000",
     )
     assert sorted(second.split()) == ["e", "f"]
+
+
+def test_offsets_for_times_finds_the_exact_record_inside_compressed_batches(broker: BrokerProcess) -> None:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    topic = "by-time"
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "zstd", "linger.ms": 50})
+    for i in range(COUNT):
+        producer.produce(topic, value=b"v%d" % i, timestamp=BASE_TS + 10 * i)
+    assert producer.flush(20) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused"})
+    try:
+        found = [
+            consumer.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=10)[0]
+            for ts in (BASE_TS + 175, BASE_TS + 10 * COUNT)
+        ]
+    finally:
+        consumer.close()
+    assert found[0].offset == 18, "first record at or after the time, not the start of its batch"
+    assert found[1].offset == -1

@@ -97,13 +97,24 @@ def test_retention_by_time_uses_the_newest_timestamp_of_a_segment(tmp_path: Path
     assert log.log_start_offset == log.segments[0].base_offset
 
 
-def test_timestamp_lookup_finds_the_first_batch_at_or_after(tmp_path: Path) -> None:
-    log = PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True)
+def test_timestamp_lookup_finds_the_first_record_at_or_after(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=300), clean_shutdown=True)
     for i in range(5):
-        append(log, batch(2, timestamp=1000 * (i + 1)))
-    assert log.offset_for_timestamp(2500) == 4
-    assert log.offset_for_timestamp(0) == 0
+        append(log, batch(3, timestamp=1000 * (i + 1)))  # records at 1000, 1001, 1002, 2000, 2001, …
+    assert len(log.segments) > 1
+    assert log.offset_for_timestamp(2001) == (4, 2001)
+    assert log.offset_for_timestamp(2500) == (6, 3000)
+    assert log.offset_for_timestamp(0) == (0, 1000)
     assert log.offset_for_timestamp(10_000) is None
+
+
+def test_max_timestamp_lookup_finds_the_first_record_with_the_largest_timestamp(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=300), clean_shutdown=True)
+    assert log.max_timestamp_record() is None
+    append(log, batch(3, timestamp=1000))
+    append(log, batch(3, timestamp=9000))
+    append(log, batch(3, timestamp=5000))
+    assert log.max_timestamp_record() == (5, 9002)
 
 
 def test_recovery_truncates_a_torn_tail_and_keeps_every_whole_batch(tmp_path: Path) -> None:

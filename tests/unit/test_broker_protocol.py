@@ -28,6 +28,7 @@ from tidepool.broker.protocol.records import (
     UNSUPPORTED_FOR_MESSAGE_FORMAT,
     InvalidRecords,
     rebase,
+    record_timestamps,
     validate_produced,
 )
 
@@ -190,3 +191,29 @@ def test_batch_without_records_is_invalid_record() -> None:
     with pytest.raises(InvalidRecords) as caught:
         validate_produced(bytes(data), 1 << 20)
     assert caught.value.error_code == INVALID_RECORD
+
+
+@pytest.mark.parametrize("codec", [0, 1, 2, 3, 4])
+def test_record_timestamps_are_read_from_batches_of_every_codec(codec: int) -> None:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder as AioBuilder
+
+    builder = AioBuilder(2, codec, False, -1, -1, -1, 1 << 20)  # snappy here is xerial-framed, as Java's
+    for i in range(5):
+        builder.append(i, timestamp=1_700_000_000_000 + 10 * i, key=None, value=b"v" * 50, headers=[])
+    data = bytearray(builder.build())
+    rebase(data, 0, 100)
+    assert record_timestamps(bytes(data)) == [(100 + i, 1_700_000_000_000 + 10 * i) for i in range(5)]
+
+
+def test_record_timestamps_read_raw_snappy_as_librdkafka_sends_it() -> None:
+    import cramjam
+    import crc32c
+
+    plain = bytearray(make_batch(4))
+    body = bytes(cramjam.snappy.compress_raw(bytes(plain[61:])))
+    data = bytearray(plain[:61] + body)
+    struct.pack_into(">i", data, 8, len(data) - 12)
+    struct.pack_into(">h", data, 21, 2)
+    struct.pack_into(">I", data, 17, crc32c.crc32c(bytes(data[21:])))
+    validate_produced(bytes(data), 1 << 20)
+    assert [t for _, t in record_timestamps(bytes(data))] == [1_700_000_000_000 + i for i in range(4)]

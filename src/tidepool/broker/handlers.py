@@ -281,13 +281,16 @@ class BrokerHandlers:
                     entry["offset"] = partition_log.log_start_offset
                 elif p.timestamp == LATEST:
                     entry["offset"] = partition_log.log_end_offset
+                elif p.timestamp == MAX_TIMESTAMP:
+                    found = partition_log.max_timestamp_record()
+                    if found is not None:
+                        entry["offset"], entry["timestamp"] = found
                 elif p.timestamp < 0:
                     entry["error_code"] = ErrorCode.unsupported_version
                 else:
                     found = partition_log.offset_for_timestamp(p.timestamp)
                     if found is not None:
-                        entry["offset"] = found
-                        entry["timestamp"] = p.timestamp
+                        entry["offset"], entry["timestamp"] = found
                 partitions.append(entry)
             topics.append({"name": topic.name, "partitions": partitions})
         return _response(request, LIST_OFFSETS, {"topics": topics})

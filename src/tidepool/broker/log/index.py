@@ -88,6 +88,11 @@ class TimeIndex:
     def max_timestamp(self) -> int:
         return int(self._timestamps[-1]) if self._timestamps else -1
 
+    @property
+    def last_offset(self) -> int:
+        """The offset at which the largest timestamp was reached (the base offset if none is indexed)."""
+        return self.base_offset + int(self._relative[-1]) if self._relative else self.base_offset
+
     def append(self, timestamp: int, offset: int) -> None:
         relative = offset - self.base_offset
         if self._timestamps and (timestamp <= self._timestamps[-1] or relative <= self._relative[-1]):

@@ -196,14 +196,22 @@ class PartitionLog:
             i += 1
         return b""
 
-    def offset_for_timestamp(self, timestamp: int) -> int | None:
-        """First offset of the first batch with a timestamp >= `timestamp`, or None (then: log end)."""
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with a timestamp >= `timestamp`, or None if there is none."""
         for segment in self.segments:
             if segment.max_timestamp >= timestamp:
                 found = segment.offset_for_timestamp(timestamp)
-                if found is not None:
-                    return max(found, self.log_start_offset)
+                if found is not None and found[0] >= self.log_start_offset:
+                    return found
         return None
+
+    def max_timestamp_record(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with the largest timestamp in the log, None if empty."""
+        best: LogSegment | None = None
+        for segment in self.segments:
+            if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
+                best = segment
+        return None if best is None else best.max_timestamp_record()
 
     # ---- retention ------------------------------------------------------------------------------------------
 

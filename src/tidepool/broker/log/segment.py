@@ -12,7 +12,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from tidepool.broker.log.index import OffsetIndex, TimeIndex
-from tidepool.broker.protocol.records import HEADER_SIZE, LOG_OVERHEAD, BatchHeader, crc_matches, read_header
+from tidepool.broker.protocol.records import (
+    HEADER_SIZE,
+    LOG_OVERHEAD,
+    BatchHeader,
+    crc_matches,
+    read_header,
+    record_timestamps,
+)
 
 INDEX_INTERVAL_BYTES = 4096
 _SCAN_CHUNK = 1 << 20
@@ -164,8 +171,8 @@ class LogSegment:
             position += header.size
         return None
 
-    def offset_for_timestamp(self, timestamp: int) -> int | None:
-        """The first offset of the first batch whose max timestamp is >= `timestamp`, None if there is none."""
+    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with a timestamp >= `timestamp`, None if there is none."""
         start_offset = self.time_index.lookup(timestamp)
         position = self.position_of(start_offset)
         while position is not None and position < self.size:
@@ -173,9 +180,23 @@ class LogSegment:
             if header is None:
                 return None
             if header.max_timestamp >= timestamp:
-                return header.base_offset
+                records = record_timestamps(self.read(position, header.size))
+                return next(((o, t) for o, t in records if t >= timestamp), None)
             position += header.size
         return None
+
+    def max_timestamp_record(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record carrying this segment's largest timestamp."""
+        if self.max_timestamp < 0:
+            return None
+        position = self.position_of(self.time_index.last_offset)
+        if position is None:
+            return None
+        header = self.header_at(position)
+        if header is None:
+            return None
+        records = record_timestamps(self.read(position, header.size))
+        return next(((o, t) for o, t in records if t == self.max_timestamp), None)
 
     def flush(self) -> None:
         self.offset_index.flush()

@@ -144,3 +144,72 @@ def rebase(batch: bytearray, position: int, base_offset: int, leader_epoch: int 
     """Rewrite baseOffset and partitionLeaderEpoch of the batch at `position`, in place (CRC unaffected)."""
     struct.pack_into(">q", batch, position, base_offset)
     struct.pack_into(">i", batch, position + 12, leader_epoch)
+
+
+# ---- reading records: only for ListOffsets by timestamp, never on the produce or fetch path ---------------------
+
+_CODEC_MASK = 0x07
+_LOG_APPEND_TIME_FLAG = 0x08
+_XERIAL_MAGIC = b"\x82SNAPPY\x00"
+
+
+def _snappy(data: bytes) -> bytes:
+    import cramjam
+
+    if not data.startswith(_XERIAL_MAGIC):
+        return bytes(cramjam.snappy.decompress_raw(data))
+    out = bytearray()
+    position = 16  # magic, version i32, compatible version i32
+    while position + 4 <= len(data):
+        (length,) = struct.unpack_from(">i", data, position)
+        position += 4
+        out += cramjam.snappy.decompress_raw(data[position : position + length])
+        position += length
+    return bytes(out)
+
+
+def decompress(codec: int, data: bytes) -> bytes:
+    """The concatenated records of a batch body compressed with `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd)."""
+    import cramjam
+
+    if codec == 0:
+        return data
+    if codec == 1:
+        return bytes(cramjam.gzip.decompress(data))
+    if codec == 2:
+        return _snappy(data)
+    if codec == 3:
+        return bytes(cramjam.lz4.decompress(data))
+    if codec == 4:
+        return bytes(cramjam.zstd.decompress(data))
+    raise ValueError(f"unknown compression codec {codec}")
+
+
+def _varint(buf: bytes, position: int) -> tuple[int, int]:
+    """A zig-zag varint (as in record fields) at `position`: (value, next position)."""
+    shift = 0
+    raw = 0
+    while True:
+        byte = buf[position]
+        position += 1
+        raw |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return (raw >> 1) ^ -(raw & 1), position
+        shift += 7
+
+
+def record_timestamps(batch: bytes) -> list[tuple[int, int]]:
+    """(offset, timestamp) of every record of one whole stored batch, decompressing it if needed."""
+    header = read_header(batch, 0)
+    if header.attributes & _LOG_APPEND_TIME_FLAG:
+        return [(header.base_offset + i, header.max_timestamp) for i in range(header.records_count)]
+    body = decompress(header.attributes & _CODEC_MASK, batch[HEADER_SIZE : header.size])
+    result = []
+    position = 0
+    for _ in range(header.records_count):
+        length, start = _varint(body, position)
+        timestamp_delta, after = _varint(body, start + 1)  # skip the record's attributes byte
+        offset_delta, _ = _varint(body, after)
+        result.append((header.base_offset + offset_delta, header.base_timestamp + timestamp_delta))
+        position = start + length
+    return result
