@@ -318,10 +318,11 @@ def test_fetch_respects_max_bytes_but_always_returns_one_whole_batch(client: Cli
     assert len(iter_headers(some.records)) == 2
 
 
-def test_acknowledged_records_survive_sigkill_during_a_produce_stream(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fsync", ["interval", "always"])
+def test_acknowledged_records_survive_sigkill_during_a_produce_stream(tmp_path: Path, fsync: str) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-    process = BrokerProcess(tmp_path / "data", free_port()).start()
+    process = BrokerProcess(tmp_path / "data", free_port(), "--fsync", fsync).start()
     acked: list[bytes] = []
     producer = Producer(
         {
@@ -527,3 +528,27 @@ def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp
         client.close()
     finally:
         restarted.stop()
+
+
+def test_a_second_broker_on_the_same_data_dir_is_refused(broker: BrokerProcess) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tidepool",
+            "broker",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--data-dir",
+            str(broker.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "is in use by another broker process" in result.stderr
+    assert broker.alive()

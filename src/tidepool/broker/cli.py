@@ -137,8 +137,12 @@ def broker(
         uvloop.install()
     except ImportError:
         pass
+    from tidepool.broker.log.manager import DataDirLocked
+
     try:
         asyncio.run(_run(config))
+    except DataDirLocked as exc:
+        raise TidepoolError(f"cannot start the broker: {exc}", 2) from exc
     except OSError as exc:
         raise TidepoolError(f"cannot start the broker on {listen}: {exc.strerror or exc}", 2) from exc
 
@@ -149,7 +153,11 @@ async def _run(config: object) -> None:
 
     assert isinstance(config, BrokerConfig)
     server = BrokerServer(config)
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()
+        raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,7 @@ partition count and config overrides per topic), `<data_dir>/producer-ids` (next
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import uuid
@@ -18,6 +19,7 @@ from typing import Any
 from tidepool.broker.log.partition import LogConfig, PartitionLog, write_atomically
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
+LOCK_FILE = ".lock"
 CATALOG_FILE = "topics.json"
 PRODUCER_IDS_FILE = "producer-ids"
 PRODUCER_ID_BLOCK = 1000
@@ -69,12 +71,22 @@ def validate_topic_name(name: str) -> None:
         raise TopicError(INVALID_TOPIC_EXCEPTION, f"invalid topic name {name!r}: use [a-zA-Z0-9._-], 1..249 chars")
 
 
+class DataDirLocked(Exception):
+    """Another broker process holds this data directory."""
+
+
 class LogManager:
     def __init__(self, data_dir: Path, defaults: LogConfig, log: Callable[[str], None] = lambda _: None) -> None:
         self.data_dir = data_dir
         self.defaults = defaults
         self._log = log
         data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held for the broker's lifetime
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise DataDirLocked(f"{data_dir} is in use by another broker process") from None
         marker = data_dir / CLEAN_SHUTDOWN_FILE
         self.clean_shutdown = marker.exists()
         self.topics: dict[str, Topic] = {}
@@ -215,3 +227,4 @@ class LogManager:
         for _, _, log in self.all_logs():
             log.close()
         (self.data_dir / CLEAN_SHUTDOWN_FILE).touch()
+        self._lock.close()
