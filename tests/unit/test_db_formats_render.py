@@ -6,16 +6,22 @@ reference notes in ../shared/reference/cnosdb.md, not from this implementation's
 
 from __future__ import annotations
 
+import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tidepool.db.errors import DbError
 from tidepool.db.formats import (
     ResultFormat,
+    csv_column,
     format_float_lexical,
     format_float_ryu,
     format_from_accept,
+    json_column,
     render_bytes,
+    text_cells,
 )
 
 
@@ -85,9 +91,7 @@ def test_csv_quotes_only_fields_that_need_it() -> None:
 
 
 def test_json_leaves_out_null_fields() -> None:
-    batch = _batch(
-        c1=pa.array([1, 2, 3, None, 5], pa.int32()), c2=pa.array(["a", "b", "c", "d", None], pa.string())
-    )
+    batch = _batch(c1=pa.array([1, 2, 3, None, 5], pa.int32()), c2=pa.array(["a", "b", "c", "d", None], pa.string()))
     assert render_bytes(ResultFormat.NDJSON, batch.schema, [batch]) == (
         b'{"c1":1,"c2":"a"}\n{"c1":2,"c2":"b"}\n{"c1":3,"c2":"c"}\n{"c2":"d"}\n{"c1":5}\n'
     )
@@ -179,3 +183,54 @@ def test_unknown_accept_is_a_bad_request(accept: str) -> None:
     with pytest.raises(DbError) as failure:
         format_from_accept(accept)
     assert (failure.value.http_status, failure.value.code) == (400, "040005")
+
+
+# --- the column-at-a-time renderers agree with the per-value reference formatting -------------------------------
+
+FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e12, max_value=1e12),
+    st.floats(min_value=-1e-3, max_value=1e-3),
+    st.sampled_from([0.0, -0.0, 1.0, 1e9, 1e10, 1e15, 1e16, 1e-5, 1e-6, 123.456, 12345678901.0]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), FLOATS), min_size=1, max_size=40))
+def test_float_columns_render_like_per_value_formatting(values: list[float | None]) -> None:
+    array = pa.array(values, pa.float64())
+    expected_csv = ["" if v is None else format_float_lexical(v) for v in values]
+    assert csv_column(array, ",").to_pylist() == expected_csv
+    expected_json = ["" if v is None or v - v != 0.0 else f'"x":{format_float_ryu(v)},' for v in values]
+    assert json_column(array, "x").to_pylist() == expected_json
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=12)), min_size=1, max_size=30))
+def test_string_columns_render_like_per_value_formatting(values: list[str | None]) -> None:
+    array = pa.array(values, pa.string())
+    expected_csv = [
+        "" if v is None else (f'"{v.replace(chr(34), chr(34) * 2)}"' if any(c in v for c in ',"\n\r') else v)
+        for v in values
+    ]
+    assert csv_column(array, ",").to_pylist() == expected_csv
+    expected_json = ["" if v is None else f'"s":{orjson.dumps(v).decode()},' for v in values]
+    assert json_column(array, "s").to_pylist() == expected_json
+    assert text_cells(array, csv=False) == values
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.one_of(st.none(), st.text(alphabet="ab |-+", max_size=6)), st.one_of(st.none(), FLOATS)),
+        max_size=20,
+    )
+)
+def test_table_padding_with_kernels_equals_cell_by_cell(rows: list[tuple[str | None, float | None]]) -> None:
+    from tidepool.db.formats import render_table
+
+    batch = _batch(t=pa.array([r[0] for r in rows], pa.string()), f=pa.array([r[1] for r in rows], pa.float64()))
+    expected = render_table(
+        ["t", "f"], [["" if t is None else t, "" if f is None else format_float_lexical(f)] for t, f in rows]
+    )
+    assert render_bytes(ResultFormat.TABLE, batch.schema, [batch]).decode() == expected

@@ -13,8 +13,9 @@ table format must see every row before it can print (column widths), as in CnosD
 from __future__ import annotations
 
 import enum
+import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -263,6 +264,87 @@ def json_cells(array: pa.Array) -> Cells:
     return [None if v is None else orjson.dumps(v).decode() for v in pc.cast(array, pa.string()).to_pylist()]
 
 
+# --- vectorized columns ---------------------------------------------------------------------------------------
+# The renderers below work a column at a time with Arrow compute kernels; values the fast paths cannot prove right
+# (floats far from 1, odd types) go through the per-value functions above.
+
+_LEXICAL_PLAIN = r"^-?(?:[1-9][0-9]{0,9}(?:\.[0-9]+)?|0\.0{0,4}[1-9][0-9]*)$"
+_RYU_PLAIN = r"^-?(?:[1-9][0-9]{0,15}(?:\.[0-9]+)?|0\.0{0,4}[1-9][0-9]*)$"
+
+
+def _floats_text(array: pa.Array, plain: str, slow: Callable[[float], str | None]) -> pa.Array:
+    """Arrow's shortest round-trip text where it already is what lexical/ryu print (plus `.0` for integers);
+    the remaining values through `slow`."""
+    array = array.cast(pa.float64())
+    text = pc.cast(array, pa.string())
+    integral = pc.match_substring_regex(text, r"^-?[0-9]+$")
+    text = pc.if_else(integral, pc.binary_join_element_wise(text, pa.scalar(".0"), ""), text)
+    ok = pc.or_(pc.match_substring_regex(text, plain), pc.match_substring_regex(text, r"^-?0\.0$"))
+    ok = pc.fill_null(ok, True)
+    if pc.all(ok).as_py():
+        return text
+    values = text.to_pylist()
+    floats = array.to_pylist()
+    for i in pc.indices_nonzero(pc.invert(ok)).to_pylist():
+        values[i] = slow(floats[i])
+    return pa.array(values, pa.string())
+
+
+def _ryu_or_none(value: float) -> str | None:
+    return format_float_ryu(value) if value - value == 0.0 else None
+
+
+def csv_column(array: pa.Array, delimiter: str) -> pa.Array:
+    """A column as CSV fields (nulls as empty strings), quoted where the csv crate would quote them."""
+    array = _decode(array)
+    if pa.types.is_floating(array.type):
+        text = _floats_text(array, _LEXICAL_PLAIN, format_float_lexical)
+    elif pa.types.is_integer(array.type) or pa.types.is_boolean(array.type):
+        text = pc.cast(array, pa.string())
+    elif pa.types.is_timestamp(array.type):
+        text = _timestamps_9(array)
+    elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        text = array.cast(pa.string())
+        needs = pc.fill_null(pc.match_substring_regex(text, "[" + re.escape(delimiter) + '"\n\r]'), False)
+        if pc.any(needs).as_py():
+            quoted = pc.binary_join_element_wise(
+                pa.scalar('"'), pc.replace_substring(text, '"', '""'), pa.scalar('"'), ""
+            )
+            text = pc.if_else(needs, quoted, text)
+    else:
+        text = pa.array(text_cells(array, csv=True), pa.string())
+    return pc.fill_null(text, "")
+
+
+def json_column(array: pa.Array, name: str) -> pa.Array:
+    """A column as `"name":value,` fragments, empty where arrow-rs leaves the key out."""
+    array = _decode(array)
+    type_ = array.type
+    if pa.types.is_floating(type_):
+        value = _floats_text(array, _RYU_PLAIN, _ryu_or_none)
+    elif pa.types.is_integer(type_) or pa.types.is_boolean(type_):
+        value = pc.cast(array, pa.string())
+    elif pa.types.is_timestamp(type_):
+        value = pc.binary_join_element_wise(pa.scalar('"'), _timestamps_debug(array), pa.scalar('"'), "")
+    elif pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        text = array.cast(pa.string())
+        plain = pc.fill_null(pc.invert(pc.match_substring_regex(text, r'["\\\x00-\x1f]')), True)
+        value = pc.binary_join_element_wise(pa.scalar('"'), text, pa.scalar('"'), "")
+        if not pc.all(plain).as_py():
+            escaped = [None if v is None else orjson.dumps(v).decode() for v in text.to_pylist()]
+            value = pc.if_else(plain, value, pa.array(escaped, pa.string()))
+    else:
+        value = pa.array(json_cells(array), pa.string())
+    key = orjson.dumps(name).decode() + ":"
+    return pc.fill_null(pc.binary_join_element_wise(pa.scalar(key), value, pa.scalar(","), ""), "")
+
+
+def _concat(strings: pa.Array) -> bytes:
+    """All values of a string array, back to back."""
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(strings)], pa.int32()), strings), "")[0]
+    return bytes(joined.as_buffer()) if joined.is_valid else b""
+
+
 # --- CSV quoting ---------------------------------------------------------------------------------------------
 
 
@@ -320,6 +402,37 @@ def render_table(names: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def display_column(array: pa.Array) -> pa.Array:
+    """A column as arrow-rs displays it in tables (nulls as empty strings)."""
+    array = _decode(array)
+    if pa.types.is_floating(array.type):
+        return pc.fill_null(_floats_text(array, _LEXICAL_PLAIN, format_float_lexical), "")
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return pc.fill_null(array.cast(pa.string()), "")
+    return pc.fill_null(pa.array(text_cells(array, csv=False), pa.string()), "")
+
+
+def render_table_columns(names: list[str], columns: list[pa.Array]) -> bytes:
+    """`render_table` over string columns; plain ASCII without line breaks is padded with Arrow kernels."""
+    simple = all(name.isascii() and "\n" not in name for name in names) and all(
+        pc.all(pc.string_is_ascii(c)).as_py() is not False and not pc.any(pc.match_substring(c, "\n")).as_py()
+        for c in columns
+    )
+    if not simple or not names:
+        rows = [list(row) for row in zip(*(c.to_pylist() for c in columns), strict=True)]
+        return render_table(names, rows).encode()
+    widths = [max(len(name), pc.max(pc.utf8_length(c)).as_py() or 0) for name, c in zip(names, columns, strict=True)]
+    rule = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    header = "| " + " | ".join(name.ljust(w) for name, w in zip(names, widths, strict=True)) + " |"
+    top = f"{rule}\n{header}\n{rule}\n".encode()
+    if not len(columns[0]):
+        return top + rule.encode()
+    padded = [pc.utf8_rpad(c, width=w, padding=" ") for c, w in zip(columns, widths, strict=True)]
+    cells = pc.binary_join_element_wise(*padded, " | ")
+    lines = pc.binary_join_element_wise(pa.scalar("| "), cells, pa.scalar(" |\n"), "")
+    return top + _concat(lines) + rule.encode()
+
+
 # --- streaming renderer --------------------------------------------------------------------------------------
 
 
@@ -337,7 +450,7 @@ class Renderer:
         self.names = [field.name for field in schema]
         self._with_header = with_header
         self._started = False
-        self._table_rows: list[list[str]] = []
+        self._table_columns: list[list[pa.Array]] = [[] for _ in self.names]
         self._json_keys = [orjson.dumps(name).decode() + ":" for name in self.names]
         self._json_rows_written = False
 
@@ -357,33 +470,32 @@ class Renderer:
             return head.encode()
         if self.fmt in (ResultFormat.CSV, ResultFormat.TSV):
             delimiter = "," if self.fmt is ResultFormat.CSV else "\t"
-            columns = [text_cells(column, csv=True) for column in batch.columns]
-            body = "".join(
-                _csv_record(["" if v is None else v for v in row], delimiter) for row in zip(*columns, strict=True)
-            )
-            return (head + body).encode()
+            fields = [csv_column(column, delimiter) for column in batch.columns]
+            if len(fields) == 1:  # a lone empty field is written quoted, or the record would vanish
+                fields[0] = pc.if_else(pc.equal(fields[0], ""), pa.scalar('""'), fields[0])
+            records = pc.binary_join_element_wise(*fields, delimiter)
+            return head.encode() + _concat(pc.binary_join_element_wise(records, pa.scalar("\n"), ""))
         if self.fmt is ResultFormat.TABLE:
-            columns = [text_cells(column, csv=False) for column in batch.columns]
-            self._table_rows.extend([["" if v is None else v for v in row] for row in zip(*columns, strict=True)])
+            for kept, column in zip(self._table_columns, batch.columns, strict=True):
+                kept.append(display_column(column))
             return head.encode()
-        columns = [json_cells(column) for column in batch.columns]
-        keys = self._json_keys
-        objects = [
-            "{" + ",".join(k + v for k, v in zip(keys, row, strict=True) if v is not None) + "}"
-            for row in zip(*columns, strict=True)
-        ]
+        fragments = [json_column(column, name) for column, name in zip(batch.columns, self.names, strict=True)]
+        members = pc.utf8_rtrim(pc.binary_join_element_wise(*fragments, ""), characters=",")
+        objects = pc.binary_join_element_wise(pa.scalar("{"), members, pa.scalar("}"), "")
         if self.fmt is ResultFormat.NDJSON:
-            return (head + "".join(o + "\n" for o in objects)).encode()
-        prefix = "," if self._json_rows_written else "["
+            return head.encode() + _concat(pc.binary_join_element_wise(objects, pa.scalar("\n"), ""))
+        prefix = b"," if self._json_rows_written else b"["
         self._json_rows_written = True
-        return (head + prefix + ",".join(objects)).encode()
+        joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(objects)], pa.int32()), objects), ",")[0]
+        return head.encode() + prefix + bytes(joined.as_buffer())
 
     def finish(self) -> bytes:
         if not self.names:
             return b""
         head = self._begin()
         if self.fmt is ResultFormat.TABLE:
-            return (head + render_table(self.names, self._table_rows)).encode()
+            columns = [pa.concat_arrays(kept) if kept else pa.array([], pa.string()) for kept in self._table_columns]
+            return head.encode() + render_table_columns(self.names, columns)
         if self.fmt is ResultFormat.JSON and self._json_rows_written:
             return (head + "]").encode()
         return head.encode()
