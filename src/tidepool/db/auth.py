@@ -224,6 +224,8 @@ class AuthStore:
         self.users: dict[str, UserInfo] = {ROOT: UserInfo(ROOT)}
         self.members: dict[str, dict[str, str]] = {DEFAULT_TENANT: {ROOT: "owner"}}  # tenant → user → role
         self.roles: dict[str, dict[str, Role]] = {DEFAULT_TENANT: {}}  # tenant → name → role
+        # (user, sha256 of the password) → the stored hash it was verified against; PBKDF2 is too slow per request
+        self._verified: dict[tuple[str, bytes], str] = {}
         if self._path is not None and self._path.exists():
             self._load(json.loads(self._path.read_text()))
 
@@ -271,7 +273,7 @@ class AuthStore:
         with self._lock:
             user = self.users.get(user_name)
             if self.auth_enabled:
-                if user is None or not verify_password(password, user.password_hash):
+                if user is None or not self._password_ok(user, password):
                     raise access_denied(user_name)
             elif user is None:
                 raise DbError("010016", f"Auth error: The user {user_name} not found")
@@ -279,6 +281,17 @@ class AuthStore:
             if role is None and not user.is_admin:
                 raise DbError("010016", f"Auth error: The member {user_name} of tenant {tenant} not found")
             return Principal(user=user, tenant=tenant, role=role)
+
+    def _password_ok(self, user: UserInfo, password: str) -> bool:
+        key = (user.name, hashlib.sha256(password.encode()).digest())
+        if self._verified.get(key) == user.password_hash:
+            return True
+        if not verify_password(password, user.password_hash):
+            return False
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[key] = user.password_hash
+        return True
 
     # privileges ----------------------------------------------------------------------------------------------
 

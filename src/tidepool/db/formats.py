@@ -201,6 +201,14 @@ def _nested_pylist(array: pa.Array) -> list[Any]:
     return array.to_pylist()
 
 
+def _generic_text(array: pa.Array) -> Cells:
+    """Arrow's cast to string where it has one (dates, decimals, ...), else Python's str of each value."""
+    try:
+        return pc.cast(array, pa.string()).to_pylist()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return [None if v is None else str(v) for v in array.to_pylist()]
+
+
 def text_cells(array: pa.Array, *, csv: bool) -> Cells:
     """Each value of a column as text (None for null): the CSV writer's form if `csv`, else the display form."""
     array = _decode(array)
@@ -221,7 +229,7 @@ def text_cells(array: pa.Array, *, csv: bool) -> Cells:
         return [None if v is None else v.hex() for v in array.to_pylist()]
     if pa.types.is_null(type_):
         return [None] * len(array)
-    return pc.cast(array, pa.string()).to_pylist()
+    return _generic_text(array)
 
 
 # --- JSON ----------------------------------------------------------------------------------------------------
@@ -261,7 +269,7 @@ def json_cells(array: pa.Array) -> Cells:
         return [None if v is None else '"' + v + '"' for v in _timestamps_debug(array).to_pylist()]
     if pa.types.is_struct(type_) or pa.types.is_list(type_) or pa.types.is_large_list(type_):
         return [_json_of(v) for v in _nested_pylist(array)]
-    return [None if v is None else orjson.dumps(v).decode() for v in pc.cast(array, pa.string()).to_pylist()]
+    return [None if v is None else orjson.dumps(v).decode() for v in _generic_text(array)]
 
 
 # --- vectorized columns ---------------------------------------------------------------------------------------
