@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,5 +163,50 @@ def test_memtable_size_limit_triggers_flush(tmp_path: Path) -> None:
         assert stats["flushes"] >= 1
         assert stats["memtable_bytes"] < 2 * 64 * 1024
         assert rows(eng, "SELECT count(*) AS n FROM cpu") == [{"n": 10_000}]
+    finally:
+        eng.close()
+
+
+def test_concurrent_writes_and_queries_during_background_flush_and_compaction(tmp_path: Path) -> None:
+    config = EngineConfig(memtable_bytes=32 * 1024, background_interval_s=0.02, compact_min_files=2)
+    eng = Engine.open(tmp_path / "db", config)
+    eng.write_lines("cnosdb", "public", f"cpu,w=init v=0 {T0}".encode())  # the table exists for the reader
+    failures: list[BaseException] = []
+    writers_done = threading.Event()
+
+    def writer(n: int) -> None:
+        try:
+            for batch in range(40):
+                body = "\n".join(f"cpu,w=w{n} v={batch * 50 + i} {T0 + (batch * 50 + i) * 10**9}" for i in range(50))
+                eng.write_lines("cnosdb", "public", body.encode())
+        except BaseException as exc:
+            failures.append(exc)
+
+    def reader() -> None:
+        try:
+            while not writers_done.is_set():
+                counts = rows(eng, "SELECT w, count(*) AS n, count(DISTINCT time) AS d FROM cpu GROUP BY w")
+                assert all(r["n"] == r["d"] for r in counts)  # never a duplicate (series, time)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    query_thread = threading.Thread(target=reader)
+    query_thread.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    writers_done.set()
+    query_thread.join(timeout=120)
+    try:
+        assert failures == []
+        deadline = time.monotonic() + 10
+        while eng.stats()["compactions"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the background thread merges the flushed files
+        assert eng.stats()["flushes"] >= 2 and eng.stats()["compactions"] >= 1
+        assert rows(eng, "SELECT w, count(*) AS n FROM cpu WHERE w <> 'init' GROUP BY w ORDER BY w") == [
+            {"w": f"w{n}", "n": 2000} for n in range(3)
+        ]
     finally:
         eng.close()

@@ -191,7 +191,9 @@ class Engine:
             log.info("replayed %d WAL records (%d rows in memory)", replayed, self.memtable.rows)
 
     def close(self) -> None:
-        """Flush the memtable to Parquet and close the WAL; the engine is unusable afterwards."""
+        """Flush the memtable to Parquet and close the WAL; the engine is unusable afterwards. Idempotent."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._background is not None:
