@@ -5,8 +5,8 @@ Routes as CnosDB serves them (main/src/http/http_service.rs): `POST /api/v1/writ
 405, an unknown path an empty 404, a body over the limit an empty 413, a `DbError` its JSON with its status and
 anything unexpected an empty 500 (logged here, never sent to the client).
 
-The engine is blocking: every call to it, and the rendering of result batches, runs in the default executor.
-A result up to `STREAM_AFTER_BYTES` is answered with a Content-Length; a larger one switches to chunked
+The engine is blocking: every call to it, and the rendering of result batches, runs in a thread pool (one for
+writes, one for queries). A result up to `STREAM_AFTER_BYTES` is answered with a Content-Length; a larger one switches to chunked
 transfer and streams batch by batch, so memory stays bounded whatever the result size.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,6 +59,8 @@ class Limits:
     write_body_bytes: int = 160 * 1024 * 1024  # CnosDB's write_sql_limit
     query_body_bytes: int = QUERY_BODY_LIMIT
     body_timeout_s: float = 30.0  # a body not fully received by then is abandoned (408)
+    write_threads: int = 8
+    query_threads: int = 8
     idle_timeout_s: float = 75.0  # a connection idle, or stuck in its request headers, this long is closed
 
 
@@ -85,6 +88,9 @@ class HttpApi:
         self.auth = auth
         self.limits = limits
         self.metrics = HttpMetrics()
+        # Writes and queries get their own threads, so long queries cannot starve ingest (nor the reverse).
+        self.write_pool = ThreadPoolExecutor(limits.write_threads, thread_name_prefix="db-http-write")
+        self.query_pool = ThreadPoolExecutor(limits.query_threads, thread_name_prefix="db-http-query")
         self.routes: dict[str, tuple[tuple[str, ...], Callable[[web.Request], Awaitable[web.StreamResponse]]]] = {
             "/api/v1/write": (("POST",), self.write),
             "/api/v1/sql": (("POST",), self.sql),
@@ -139,14 +145,20 @@ class HttpApi:
             raise _EmptyStatus(408) from None
         return bytes(body)
 
-    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    async def _blocking(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    def shutdown(self) -> None:
+        self.write_pool.shutdown(wait=True, cancel_futures=True)
+        self.query_pool.shutdown(wait=True, cancel_futures=True)
 
     # writes --------------------------------------------------------------------------------------------------
 
     async def _write(self, principal: Principal, database: str, body: bytes, precision: str) -> int:
         self.auth.check_write(principal, database)
-        points: int = await self._blocking(self.engine.write_lines, principal.tenant, database, body, precision)
+        points: int = await self._blocking(
+            self.write_pool, self.engine.write_lines, principal.tenant, database, body, precision
+        )
         return points
 
     async def write(self, request: web.Request) -> web.StreamResponse:
@@ -221,12 +233,12 @@ class HttpApi:
             database = request.query.get("db") or DEFAULT_DATABASE
             chunked = request.query.get("chunked", "false").lower() == "true"
             sql = body.decode("utf-8", errors="replace")
-            handled = await self._blocking(self.auth.handle_statement, principal, sql)
+            handled = await self._blocking(self.query_pool, self.auth.handle_statement, principal, sql)
             if handled:
                 failed = False
                 return web.Response(status=200)
             self.auth.check_sql(principal, database, sql)
-            result = await self._blocking(self.engine.execute, tenant, database, sql)
+            result = await self._blocking(self.query_pool, self.engine.execute, tenant, database, sql)
             response, sent = await self._send_result(request, fmt, result, chunked, response_coding)
             failed = response.status >= 400
             return response
@@ -248,7 +260,9 @@ class HttpApi:
         size = 0
         encoder = encoding.StreamEncoder(coding)
         while True:
-            piece = await self._blocking(next, pieces, None)  # DbError before the first byte → error response
+            piece = await self._blocking(
+                self.query_pool, next, pieces, None
+            )  # DbError before the first byte → error response
             if piece is None:
                 body = encoding.encode(b"".join(buffered), coding)
                 return web.Response(status=200, body=body, headers=headers), len(body)
@@ -266,7 +280,7 @@ class HttpApi:
             sent += len(out)
         while True:
             try:
-                piece = await self._blocking(next, pieces, None)
+                piece = await self._blocking(self.query_pool, next, pieces, None)
             except Exception as exc:  # the status line is gone: the error goes into the body, as CnosDB does
                 if not isinstance(exc, DbError):
                     log.exception("streaming a result failed")
@@ -295,7 +309,7 @@ class HttpApi:
         return web.Response(status=200, body=body, headers={"Content-Type": "application/json"})
 
     async def prometheus(self, request: web.Request) -> web.StreamResponse:
-        stats = await self._blocking(self.engine.stats)
+        stats = await self._blocking(self.query_pool, self.engine.stats)
         text = self.metrics.render(stats)
         return web.Response(status=200, body=text.encode(), headers={"Content-Type": "text/plain; version=0.0.4"})
 
@@ -342,5 +356,10 @@ def make_app(engine: EngineLike, auth: AuthStore, limits: Limits | None = None) 
         handler_args={"auto_decompress": False, "keepalive_timeout": api.limits.idle_timeout_s},
     )
     app[API_KEY] = api
+
+    async def stop_threads(_app: web.Application) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, api.shutdown)
+
+    app.on_cleanup.append(stop_threads)
     app.router.add_route("*", "/{tail:.*}", api.dispatch)
     return app
