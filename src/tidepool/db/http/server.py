@@ -6,8 +6,8 @@ Routes as CnosDB serves them (main/src/http/http_service.rs): `POST /api/v1/writ
 anything unexpected an empty 500 (logged here, never sent to the client).
 
 The engine is blocking: every call to it, and the rendering of result batches, runs in a thread pool (one for
-writes, one for queries). A result up to `STREAM_AFTER_BYTES` is answered with a Content-Length; a larger one switches to chunked
-transfer and streams batch by batch, so memory stays bounded whatever the result size.
+writes, one for queries). A result up to `STREAM_AFTER_BYTES` is answered with a Content-Length; a larger one
+switches to chunked transfer and streams batch by batch, so memory stays bounded whatever the result size.
 """
 
 from __future__ import annotations
