@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from dataclasses import dataclass
@@ -180,6 +181,9 @@ def agent(
         probe = config_module.load(opts.configs, opts.directories)
         if not (debug or quiet) and (probe.agent.debug or probe.agent.quiet):
             setup_logging("debug" if probe.agent.debug else "error")
+        # Buffered metrics hold no reference cycles, but thousands of live dicts make the cyclic collector rescan
+        # them on nearly every poll; collecting less often cut the per-message CPU time by more than half.
+        gc.set_threshold(100_000, 50, 100)
         try:
             import uvloop
 

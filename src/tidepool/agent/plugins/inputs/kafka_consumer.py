@@ -53,6 +53,7 @@ _ACCEPTED = (
 _STRATEGIES = {"range": "range", "roundrobin": "roundrobin", "sticky": "cooperative-sticky"}
 _OFFSETS = {"": "earliest", "oldest": "earliest", "newest": "latest"}
 POLL_BATCH = 2000
+PAUSE_AFTER = 5.0  # seconds without room before the partitions are paused
 
 
 @dataclass
@@ -139,20 +140,31 @@ class KafkaConsumerInput:
         log.info("%s: revoked %s", self.plugin_id, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _drain_deliveries(self) -> None:
-        from confluent_kafka import KafkaException, TopicPartition
-
         while True:
             try:
-                offsets, count = self._deliveries.get_nowait()
+                item = self._deliveries.get_nowait()
             except queue.Empty:
                 return
-            self._undelivered -= count
-            if offsets:
-                stored = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
-                try:
-                    self._consumer.store_offsets(offsets=stored)
-                except KafkaException as exc:  # partition revoked since: its next owner re-reads these
-                    log.debug("%s: could not store offsets: %s", self.plugin_id, exc)
+            self._apply_delivery(*item)
+
+    def _apply_delivery(self, offsets: dict[tuple[str, int], int], count: int) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        self._undelivered -= count
+        if offsets:
+            stored = [TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()]
+            try:
+                self._consumer.store_offsets(offsets=stored)
+            except KafkaException as exc:  # partition revoked since: its next owner re-reads these
+                log.debug("%s: could not store offsets: %s", self.plugin_id, exc)
+
+    def _wait_for_delivery(self, timeout: float) -> None:
+        try:
+            item = self._deliveries.get(timeout=timeout)
+        except queue.Empty:
+            return
+        self._apply_delivery(*item)
+        self._drain_deliveries()
 
     def _set_paused(self, paused: bool) -> None:
         if paused == self._paused:
@@ -168,16 +180,26 @@ class KafkaConsumerInput:
         assert acc is not None
         limit = max(1, self.settings.max_undelivered_messages)
         next_lag = 0.0
+        blocked_since = 0.0
         try:
             while not self._stopping.is_set():
                 self._drain_deliveries()
-                full = self._undelivered >= limit or not acc.has_room()
-                self._set_paused(full)
+                now = time.monotonic()
+                if self._undelivered >= limit or not acc.has_room():
+                    # Wait for deliveries without polling, so librdkafka keeps its prefetched messages; only a
+                    # long stall (an output down) pauses the partitions and polls, to stay in the group.
+                    blocked_since = blocked_since or now
+                    if now - blocked_since < PAUSE_AFTER:
+                        self._wait_for_delivery(0.05)
+                        continue
+                    self._set_paused(True)
+                else:
+                    blocked_since = 0.0
+                    self._set_paused(False)
                 room = limit - self._undelivered
                 messages = self._consumer.consume(num_messages=max(1, min(POLL_BATCH, room)), timeout=0.05)
                 if messages:
                     self._handle(messages, acc)
-                now = time.monotonic()
                 if now >= next_lag:
                     next_lag = now + 1.0
                     acc.set_gauge("lag", self._lag())

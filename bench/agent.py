@@ -1,0 +1,247 @@
+"""Agent throughput and freshness: tutorial-shaped JSON from a tidepool broker topic → `tidepool agent` → HTTP sink.
+
+Usage: python bench/agent.py [--messages N] [--rates 1000,10000] [--seconds S]
+
+1. Throughput: N messages are produced first, then the agent (tutorial config + [agent] tuning) drains the topic
+   into a sink process that counts lines; prints messages/s, the agent's CPU time per message and its peak RSS,
+   for Telegraf's defaults and for the low-latency settings `tidepool up` uses.
+2. Freshness: messages produced at a fixed rate carry their send time; the sink records
+   (arrival - send) per line; prints p50/p99 at each rate. The sink acknowledges as soon as it has the body, so
+   this is produce → acknowledged write; the database's own time to make it queryable is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import print_table
+
+SINK = r'''
+import sys, time, json
+from aiohttp import web
+port = int(sys.argv[1])
+state = {"lines": 0, "latencies": [], "first": None, "last": None}
+
+async def write(request):
+    body = await request.read()
+    now = time.time_ns()
+    state["first"] = state["first"] or now
+    state["last"] = now
+    count = body.count(b"\n")
+    state["lines"] += count
+    if b"sent=" in body:
+        for line in body.split(b"\n"):
+            at = line.find(b"sent=")
+            if at >= 0:
+                end = line.find(b",", at)
+                end = line.find(b" ", at) if end < 0 else end
+                state["latencies"].append(now - int(float(line[at + 5:end])))
+    return web.Response(status=204)
+
+async def stats(request):
+    out = {k: state[k] for k in ("lines", "first", "last")}
+    lat = sorted(state["latencies"])
+    out["p50_ms"] = lat[len(lat) // 2] / 1e6 if lat else None
+    out["p99_ms"] = lat[int(len(lat) * 0.99)] / 1e6 if lat else None
+    if request.query.get("reset"):
+        state.update(lines=0, latencies=[], first=None, last=None)
+    return web.json_response(out)
+
+app = web.Application(client_max_size=256 << 20)
+app.router.add_post("/api/v1/write", write)
+app.router.add_get("/stats", stats)
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+'''
+
+CONFIG = """[agent]
+{agent}
+[[inputs.kafka_consumer]]
+  brokers = ["{broker}"]
+  topics = ["{topic}"]
+  data_format = "json"
+  consumer_group = "{group}"
+{extra}
+[[outputs.http]]
+  url = "http://127.0.0.1:{sink}/api/v1/write?db=public"
+  timeout = "5s"
+  method = "POST"
+  username = "root"
+  password = ""
+  data_format = "influx"
+  use_batch_format = true
+  content_encoding = "identity"
+  idle_conn_timeout = 10
+"""
+
+SETTINGS = {
+    "telegraf defaults": ("", ""),
+    "low latency": ('  flush_interval = "100ms"\n  metric_batch_size = 5000\n  metric_buffer_limit = 50000',
+                    "  max_undelivered_messages = 20000"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} not listening")
+
+
+def sink_stats(port: int, reset: bool = False) -> dict[str, float]:
+    url = f"http://127.0.0.1:{port}/stats" + ("?reset=1" if reset else "")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def payload(i: int, sent: bool) -> bytes:
+    doc: dict[str, float] = {"pressure": (i % 100) / 10, "temperature": (i * 7 % 1000) / 10,
+                             "visibility": (i * 13 % 1000) / 10}
+    if sent:
+        doc["sent"] = time.time_ns()
+    return json.dumps(doc).encode()
+
+
+def produce(bootstrap: str, topic: str, count: int, rate: float = 0.0, sent: bool = False) -> float:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 2, "batch.num.messages": 10000})
+    started = time.monotonic()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, payload(i, sent))
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 1000 == 0:
+            producer.poll(0)
+        if rate and i % 50 == 49:
+            ahead = (i + 1) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush(60)
+    return time.monotonic() - started
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class Agent:
+    def __init__(self, workdir: Path, config: str, name: str) -> None:
+        self.path = workdir / f"{name}.conf"
+        self.path.write_text(config)
+        self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "tidepool", "agent", "--config", str(self.path)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.log.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--rates", default="1000,10000")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+
+    from tidepool.broker.process import BrokerProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="tidepool-bench-agent-"))
+    broker = BrokerProcess(workdir / "broker", free_port(), "--fsync", "never").start()
+    sink_port = free_port()
+    sink_script = workdir / "sink.py"
+    sink_script.write_text(SINK)
+    sink = subprocess.Popen([sys.executable, str(sink_script), str(sink_port)])
+    wait_port(sink_port)
+    rows: list[list[object]] = []
+    try:
+        produce_s = produce(broker.bootstrap, "oceanic", args.messages)
+        print(f"produced {args.messages} messages in {produce_s:.1f}s", file=sys.stderr)
+        for label, (agent_section, extra) in SETTINGS.items():
+            sink_stats(sink_port, reset=True)
+            config = CONFIG.format(agent=agent_section, broker=broker.bootstrap, topic="oceanic",
+                                   group=f"bench-{label.replace(' ', '-')}", extra=extra, sink=sink_port)
+            started = time.monotonic()
+            agent = Agent(workdir, config, label.replace(" ", "-"))
+            deadline = started + 600
+            while sink_stats(sink_port)["lines"] < args.messages and time.monotonic() < deadline:
+                time.sleep(0.1)
+            elapsed = time.monotonic() - started
+            stats = sink_stats(sink_port)
+            cpu = proc_cpu_seconds(agent.proc.pid)
+            rss = proc_peak_rss_mb(agent.proc.pid)
+            agent.stop()
+            drain = (stats["last"] - stats["first"]) / 1e9 if stats["first"] else float("nan")
+            rows.append([f"throughput, {label}", f"{stats['lines']:.0f}", f"{stats['lines'] / elapsed:,.0f}",
+                         f"{stats['lines'] / drain:,.0f}" if drain > 0 else "-",
+                         f"{cpu / max(1, stats['lines']) * 1e6:.1f}", "-", "-", f"{rss:.0f}"])
+        for rate in [float(r) for r in args.rates.split(",") if r]:
+            topic = f"fresh-{int(rate)}"
+            sink_stats(sink_port, reset=True)
+            config = CONFIG.format(agent=SETTINGS["low latency"][0], broker=broker.bootstrap, topic=topic,
+                                   group=f"bench-{topic}", extra=SETTINGS["low latency"][1], sink=sink_port)
+            agent = Agent(workdir, config, topic)
+            time.sleep(3)  # joined and assigned before the clock starts
+            cpu_before = proc_cpu_seconds(agent.proc.pid)
+            count = int(rate * args.seconds)
+            produce(broker.bootstrap, topic, count, rate=rate, sent=True)
+            deadline = time.monotonic() + 60
+            while sink_stats(sink_port)["lines"] < count and time.monotonic() < deadline:
+                time.sleep(0.1)
+            stats = sink_stats(sink_port)
+            cpu = proc_cpu_seconds(agent.proc.pid) - cpu_before
+            rss = proc_peak_rss_mb(agent.proc.pid)
+            agent.stop()
+            rows.append([f"freshness at {rate:,.0f} msg/s", f"{stats['lines']:.0f}", "-", "-",
+                         f"{cpu / max(1, stats['lines']) * 1e6:.1f}", f"{stats['p50_ms']:.0f}",
+                         f"{stats['p99_ms']:.0f}", f"{rss:.0f}"])
+    finally:
+        sink.terminate()
+        sink.wait(10)
+        broker.stop()
+    print_table(
+        ["run", "messages", "msg/s (agent start→last)", "msg/s (first→last write)", "agent CPU µs/msg",
+         "p50 ms", "p99 ms", "agent peak RSS MiB"],
+        rows,
+    )
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"bench process peak RSS {own:.0f} MiB; {os.cpu_count()} CPUs (shared)")
+
+
+if __name__ == "__main__":
+    main()
