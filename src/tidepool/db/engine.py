@@ -587,25 +587,35 @@ class Engine:
         sources: list[tuple[int, int, DataFile | None]] = [(f.min_time, f.max_time, f) for f in snapshot.files]
         if snapshot.buffers:
             sources.append((min(b.min_time for b in snapshot.buffers), max(b.max_time for b in snapshot.buffers), None))
-        clean: dict[tuple[tuple[str, int], ...], list[str]] = {}
+        clean: dict[tuple[tuple[str, int], ...], list[DataFile]] = {}
         merged: list[pa.Table] = []
         for cluster in _overlap_clusters(sources):
             files = sorted((f for _, _, f in cluster if f is not None), key=lambda f: f.seq)
             has_memory = any(f is None for _, _, f in cluster)
             if len(files) == 1 and not has_memory:
                 signature = tuple(sorted((k, v) for k, v in files[0].scales.items() if k in schema.names))
-                clean.setdefault(signature, []).append(str(self.data_dir / files[0].path))
+                clean.setdefault(signature, []).append(files[0])
                 continue
             parts = [self._read_files(files, schema)] if files else []
             if has_memory:
                 parts.append(self._memory_table(snapshot))
             merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(files) + has_memory > 1 else parts[0])
         selects: list[tuple[str, ds.Dataset, str]] = []
-        for number, (signature, paths) in enumerate(sorted(clean.items())):
+        time_type = schema.field("time").type
+        for number, (signature, clean_files) in enumerate(sorted(clean.items())):
             scales = dict(signature)
             physical = pa.schema([pa.field(f.name, pa.int64()) if f.name in scales else f for f in schema])
             dataset = ds.FileSystemDataset.from_paths(
-                paths, schema=physical, format=ds.ParquetFileFormat(), filesystem=pa.fs.LocalFileSystem()
+                [str(self.data_dir / f.path) for f in clean_files],
+                schema=physical,
+                format=ds.ParquetFileFormat(),
+                filesystem=pa.fs.LocalFileSystem(),
+                # Each file's time range, so that a time filter skips whole files without opening them.
+                partitions=[
+                    (ds.field("time") >= pa.scalar(f.min_time, time_type))
+                    & (ds.field("time") <= pa.scalar(f.max_time, time_type))
+                    for f in clean_files
+                ],
             )
             projection = ", ".join(
                 f"CAST({_ident(f.name)} AS DOUBLE) / {float(10 ** scales[f.name])} AS {_ident(f.name)}"
