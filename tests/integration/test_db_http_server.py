@@ -294,3 +294,21 @@ def test_bad_password_with_auth_on_is_422_010016(tmp_path: Path) -> None:
         assert status == 422
     finally:
         stop_db(server)
+
+
+def test_large_result_is_streamed_in_chunks(db: DbServer) -> None:
+    rows = 60_000
+    write(db, b"".join(b"stream,host=h%d v=%d.25 %d\n" % (i % 10, i, 1500000000000000000 + i) for i in range(rows)))
+    request = urllib.request.Request(
+        f"{db.url}/api/v1/sql?db=public",
+        data=b"select time, host, v from stream order by time",
+        headers={"Authorization": ROOT_AUTH},
+    )
+    with urllib.request.urlopen(request, timeout=120) as resp:
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        assert resp.headers.get("Content-Length") is None
+        lines = resp.read().splitlines()
+    assert lines[0] == b"time,host,v"
+    assert len(lines) == rows + 1
+    assert lines[1] == b"2017-07-14T02:40:00.000000000,h0,0.25"
+    assert lines[-1] == b"2017-07-14T02:40:00.000059999,h9,59999.25"
