@@ -249,11 +249,15 @@ def _whole_batches(segment: LogSegment, position: int, max_bytes: int) -> bytes:
     headers = iter_headers(data)
     if headers:
         last = headers[-1]
-        return data[: last.position + last.size]
-    first = segment.header_at(position)
-    if first is None:
-        return b""
-    return segment.read(position, first.size)
+        data = data[: last.position + last.size]
+    else:
+        first = segment.header_at(position)
+        if first is None:
+            return b""
+        last = first
+        data = segment.read(position, first.size)
+    segment.remember_position(last.next_offset, position + len(data))
+    return data
 
 
 def _with_base(header: BatchHeader, base_offset: int) -> BatchHeader:

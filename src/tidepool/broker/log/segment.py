@@ -23,6 +23,8 @@ from tidepool.broker.protocol.records import (
 
 INDEX_INTERVAL_BYTES = 4096
 _SCAN_CHUNK = 1 << 20
+_LOOKUP_WINDOW = 3 * INDEX_INTERVAL_BYTES
+_POSITION_CACHE = 64  # next-fetch positions remembered per segment (one per recent consumer)
 
 
 def segment_name(base_offset: int) -> str:
@@ -41,6 +43,7 @@ class LogSegment:
         self.max_timestamp = -1
         self.created_at = time.time()
         self._bytes_since_index = 0
+        self._positions: dict[int, int] = {}
         self.offset_index: OffsetIndex
         self.time_index: TimeIndex
 
@@ -110,7 +113,7 @@ class LogSegment:
             chunk = os.pread(self._fd, min(_SCAN_CHUNK, end - position), position)
             offset = 0
             while offset + HEADER_SIZE <= len(chunk):
-                header = read_header(chunk, offset)
+                header = read_header(chunk, offset, position + offset)
                 if header.magic != 2 or header.batch_length < HEADER_SIZE - LOG_OVERHEAD:
                     return
                 if offset + header.size > len(chunk):
@@ -124,7 +127,7 @@ class LogSegment:
                     break
                 if verify_crc and not crc_matches(chunk, header):
                     return
-                yield _at(header, position + offset)
+                yield header
                 offset += header.size
             if offset == 0:
                 return
@@ -148,7 +151,7 @@ class LogSegment:
             raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
         self.size += len(data)
         for header in headers:
-            self._index(_at(header, start + header.position))
+            self._index(replace(header, position=start + header.position))
 
     def read(self, position: int, length: int) -> bytes:
         return os.pread(self._fd, length, position)
@@ -157,19 +160,32 @@ class LogSegment:
         data = os.pread(self._fd, HEADER_SIZE, position)
         if len(data) < HEADER_SIZE:
             return None
-        return _at(read_header(data, 0), position)
+        return read_header(data, 0, position)
 
     def position_of(self, offset: int) -> int | None:
         """File position of the batch holding `offset` (or the first one after it), None past the end."""
+        cached = self._positions.get(offset)
+        if cached is not None:
+            return cached
         position = self.offset_index.lookup(offset)
-        while position < self.size:
-            header = self.header_at(position)
-            if header is None:
+        while position + HEADER_SIZE <= self.size:
+            window = os.pread(self._fd, min(self.size - position, _LOOKUP_WINDOW), position)
+            cursor = 0
+            while cursor + HEADER_SIZE <= len(window):
+                header = read_header(window, cursor, position + cursor)
+                if header.last_offset >= offset:
+                    return header.position
+                cursor += header.size
+            if cursor == 0:
                 return None
-            if header.last_offset >= offset:
-                return position
-            position += header.size
+            position += cursor
         return None
+
+    def remember_position(self, offset: int, position: int) -> None:
+        """Note where the batch holding `offset` starts: a consumer's next fetch asks for exactly that offset."""
+        if len(self._positions) >= _POSITION_CACHE:
+            self._positions.pop(next(iter(self._positions)))
+        self._positions[offset] = position
 
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with a timestamp >= `timestamp`, None if there is none."""
@@ -216,7 +232,3 @@ class LogSegment:
         self.close()
         for path in (self.path, self.offset_index.path, self.time_index.path):
             path.unlink(missing_ok=True)
-
-
-def _at(header: BatchHeader, position: int) -> BatchHeader:
-    return header if header.position == position else replace(header, position=position)

@@ -82,10 +82,13 @@ UNSUPPORTED_FOR_MESSAGE_FORMAT = 43
 INVALID_RECORD = 87
 
 
-def read_header(buf: bytes | memoryview, position: int) -> BatchHeader:
-    """The batch header at `position`; the caller has checked that 61 bytes are there."""
+def read_header(buf: bytes | memoryview, position: int, file_position: int | None = None) -> BatchHeader:
+    """The batch header at `position` of `buf`; the caller has checked that 61 bytes are there.
+
+    `file_position` is recorded as the header's position instead of `position` when `buf` is a window of a file.
+    """
     fields = _HEADER.unpack_from(buf, position)
-    return BatchHeader(position, *fields)
+    return BatchHeader(position if file_position is None else file_position, *fields)
 
 
 def iter_headers(buf: bytes | memoryview, start: int = 0) -> list[BatchHeader]:
