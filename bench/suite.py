@@ -139,7 +139,7 @@ def machine_description() -> dict[str, str]:
 class Usage:
     """CPU used by this client process (and its waited-for children, e.g. kcat) and by a server, over wall time."""
 
-    def __init__(self, server: ServerProcess | None) -> None:
+    def __init__(self, server: ServerProcess | ProcessGroup | None) -> None:
         self.server = server
         self.wall0 = time.perf_counter()
         self.client0 = self._client_cpu()
@@ -183,7 +183,8 @@ class TsbsWindow:
         return self.points * self.hosts
 
     def upto(self, hours: int) -> int:
-        return min(self.end, self.start + hours * 3600 * 10**9)
+        """The end of a query window of `hours` from the start (nominal: past the data's end at small scales)."""
+        return self.start + hours * 3600 * 10**9
 
 
 def tsbs_batches(points: int, hosts: int = TSBS_HOSTS, batch_lines: int = BATCH_LINES) -> list[bytes]:
@@ -289,7 +290,7 @@ def influx_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
         QUERY_NAMES[0]: rows('SELECT * FROM cpu GROUP BY "hostname" ORDER BY time DESC LIMIT 1'),
         QUERY_NAMES[1]: rows(
             f"SELECT mean(usage_user) FROM cpu WHERE hostname = 'host_0' AND time >= '{day[0]}' "
-            f"AND time < '{day[1]}' GROUP BY time(1h)"
+            f"AND time < '{day[1]}' GROUP BY time(1h) fill(none)"
         ),
         QUERY_NAMES[2]: rows(
             f"SELECT max(usage_user) FROM cpu WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname"
@@ -789,8 +790,247 @@ def part_groups(opts: Options) -> PartResult:
     return rec.result()
 
 
+# ---------------------------------------------------------------------------------------------------- pipeline part
+
+PIPELINE_MESSAGES_FULL = 1_000_000
+FRESHNESS_RATES = (1_000, 10_000)
+TABLE = "kafka_consumer"
+
+
+class Measured(Protocol):
+    @property
+    def cpu_seconds(self) -> float: ...
+
+    @property
+    def peak_rss_mb(self) -> float: ...
+
+
+class ProcessGroup:
+    """Several servers measured as one: CPU seconds and peak RSS summed over them."""
+
+    def __init__(self, *servers: Measured) -> None:
+        self.servers = servers
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(s.cpu_seconds for s in self.servers)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return sum(s.peak_rss_mb for s in self.servers)
+
+
+def visible_rows(db: Any) -> int:
+    """Rows in the agent's table now; 0 while the table does not exist yet."""
+    try:
+        rows = json.loads(db.query(f"SELECT count(*) AS n FROM {TABLE}"))
+    except RuntimeError:
+        return 0
+    return int(rows[0]["n"]) if rows else 0
+
+
+def wait_for_rows(db: Any, expected: int, timeout: float) -> float:
+    """Poll until `expected` rows are visible; returns the time.perf_counter() when they were."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if visible_rows(db) >= expected:
+            return time.perf_counter()
+        time.sleep(0.02)
+    raise RuntimeError(f"only {visible_rows(db):,} of {expected:,} rows visible after {timeout:.0f} s")
+
+
+def freshness_ms(send_ns: list[int], samples: list[tuple[int, int]], baseline: int) -> list[float]:
+    """Per message, ms from its send to the first count(*) sample that includes it.
+
+    Messages go through one partition in order, so message i is visible once the row count exceeds baseline + i.
+    `samples` are (completion time ns, count) in time order; a sample's completion time makes the figure an upper
+    bound, off by at most one poll (the query time plus the poll pause).
+    """
+    import bisect
+
+    counts = [c for _, c in samples]
+    out = []
+    for i, sent in enumerate(send_ns):
+        k = bisect.bisect_right(counts, baseline + i)
+        if k == len(samples):
+            raise ValueError(f"message {i} never became visible")
+        out.append((samples[k][0] - sent) / 1e6)
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0–100) by the nearest-rank method."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), -(-len(ordered) * q // 100)))
+    return ordered[int(rank) - 1]
+
+
+def pipeline_producer(bootstrap: str) -> Any:
+    from confluent_kafka import Producer
+
+    return Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "log_level": 0})
+
+
+def produce_all(producer: Any, topic: str, messages: list[bytes]) -> None:
+    for value in messages:
+        while True:
+            try:
+                producer.produce(topic, value)
+                break
+            except BufferError:
+                producer.poll(0.005)
+    if producer.flush(120):
+        raise RuntimeError("producer could not deliver everything in 120 s")
+
+
+def paced_run(producer: Any, topic: str, db: Any, rate: int, duration: float) -> list[float]:
+    """Send sensor readings at `rate`/s for `duration` s while polling count(*); returns each message's freshness."""
+    from tidepool.pipeline.sensors import SensorFleet
+
+    fleet = SensorFleet(50, station_tag=True, event_time=True)
+    baseline = visible_rows(db)
+    samples: list[tuple[int, int]] = []
+    sending = threading.Event()
+    sending.set()
+
+    def poll() -> None:
+        while sending.is_set():
+            count = visible_rows(db)
+            samples.append((time.time_ns(), count))
+            time.sleep(0.005)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    send_ns: list[int] = []
+    try:
+        start = time.perf_counter()
+        total = int(rate * duration)
+        while len(send_ns) < total:
+            due = min(total, int(rate * (time.perf_counter() - start)) + 1)
+            while len(send_ns) < due:
+                producer.produce(topic, fleet.message()[0])
+                send_ns.append(time.time_ns())
+            producer.poll(0)
+            time.sleep(0.001)
+        producer.flush(60)
+        deadline = time.monotonic() + 60
+        while (not samples or samples[-1][1] < baseline + total) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sending.clear()
+        poller.join()
+    return freshness_ms(send_ns, samples, baseline)
+
+
+@dataclass
+class PipelineSetup:
+    name: str
+    broker: Callable[[Path | None], Any]
+
+
+def pipeline_setups() -> list[PipelineSetup]:
+    from bench.peers.kafka import ApacheKafkaPeer
+    from bench.peers.tidepool import TidepoolBroker
+
+    return [
+        PipelineSetup("tidepool (broker, agent, db)", TidepoolBroker),
+        PipelineSetup("tidepool agent + db on Apache Kafka", ApacheKafkaPeer),
+    ]
+
+
+def part_pipeline(opts: Options) -> PartResult:
+    rec = Recorder("pipeline", "Pipeline: topic → agent → queryable rows", opts)
+    count = max(10_000, round(PIPELINE_MESSAGES_FULL * opts.scale))
+    duration = 5.0 if opts.scale <= 0.2 else 15.0
+    rec.notes += [
+        f"Throughput: the agent and db idle and ready, {count:,} sensor readings (tutorial JSON + station_id and "
+        "time, ~107 B) are produced as fast as confluent-kafka can; timed from the first send until "
+        "`SELECT count(*)` over HTTP sees them all. The agent runs the Telegraf config `tidepool up` writes "
+        "(flush_interval 100 ms, batches of 5,000); one partition.",
+        f"Freshness: readings sent at a fixed rate for {duration:.0f} s while another thread polls "
+        "`SELECT count(*)` back to back; a message is fresh at the completion time of the first poll whose count "
+        "includes it (one partition, in order), so the figures are upper bounds by one poll (~10–30 ms).",
+        "CPU and RSS columns are the three servers together (broker + agent + db); the note gives the agent's "
+        "own CPU per message.",
+    ]
+    throughput = f"sustained, {count:,} messages"
+    rec.targets += [
+        (throughput, "", "pipeline ≥ 50,000 msg/s sustained", 50_000.0),
+        (f"freshness p99 at {FRESHNESS_RATES[-1]:,} msg/s", "", "p99 freshness < 1 s at 10 k msg/s", 1000.0),
+    ]
+    from bench.peers.tidepool import TidepoolAgent, TidepoolDb
+
+    for setup in pipeline_setups():
+        if not opts.wants(setup.name):
+            continue
+        print(f"pipeline: {setup.name}", flush=True)
+        try:
+            with (
+                started(setup.name.split(" (")[0] + " broker", setup.broker, opts, rec) as broker,
+                started("tidepool db", TidepoolDb, opts, rec) as db,
+            ):
+                topic = "oceanic"
+                create_topic(broker.bootstrap, topic)
+                agent = TidepoolAgent(opts.work_dir, broker.bootstrap, db.url, topic)
+                try:
+                    agent.start()
+                    run_pipeline(setup.name, broker, db, agent, count, duration, opts, rec)
+                finally:
+                    agent.cleanup()
+        except Exception as exc:
+            rec.fail(setup.name, exc)
+    return rec.result()
+
+
+def run_pipeline(
+    name: str, broker: Any, db: Any, agent: Any, count: int, duration: float, opts: Options, rec: Recorder
+) -> None:
+    from tidepool.pipeline.sensors import SensorFleet
+
+    servers = ProcessGroup(broker, db, agent)
+    producer = pipeline_producer(broker.bootstrap)
+    rates, rss, client, server_cpu, agent_us = [], [], [], [], []
+    for _ in range(opts.runs):
+        fleet = SensorFleet(50, station_tag=True, event_time=True)
+        messages = [fleet.message()[0] for _ in range(count)]
+        baseline = visible_rows(db)
+        usage = Usage(servers)
+        agent_cpu0 = agent.cpu_seconds
+        start = time.perf_counter()
+        produce_all(producer, "oceanic", messages)
+        done = wait_for_rows(db, baseline + count, timeout=600)
+        _, client_pct, server_pct = usage.finish()
+        rates.append(count / (done - start))
+        rss.append(servers.peak_rss_mb)
+        client.append(client_pct)
+        server_cpu.append(server_pct)
+        agent_us.append((agent.cpu_seconds - agent_cpu0) / count * 1e6)
+    note = f"agent CPU {statistics.median(agent_us):.0f} µs/msg"
+    rec.add(
+        Measurement(f"sustained, {count:,} messages", name, "msg/s", "higher", rates, rss, client, server_cpu, note)
+    )
+    for rate in FRESHNESS_RATES:
+        p50s, p99s, rss, client, server_cpu = [], [], [], [], []
+        for _ in range(opts.runs):
+            usage = Usage(servers)
+            fresh = paced_run(producer, "oceanic", db, rate, duration)
+            _, client_pct, server_pct = usage.finish()
+            p50s.append(percentile(fresh, 50))
+            p99s.append(percentile(fresh, 99))
+            rss.append(servers.peak_rss_mb)
+            client.append(client_pct)
+            server_cpu.append(server_pct)
+        for label, values in (("p50", p50s), ("p99", p99s)):
+            rec.add(
+                Measurement(
+                    f"freshness {label} at {rate:,} msg/s", name, "ms", "lower", values, rss, client, server_cpu
+                )
+            )
+
+
 PARTS: dict[str, Callable[[Options], PartResult]] = {
     "db": part_db,
     "broker": part_broker,
     "groups": part_groups,
+    "pipeline": part_pipeline,
 }

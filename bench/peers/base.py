@@ -133,6 +133,7 @@ class ServerProcess(ABC):
         self.proc: subprocess.Popen[bytes] | None = None
         self._peak_rss_mb = 0.0
         self._cpu_s = 0.0
+        self._cpu_before_restart = 0.0  # CPU of earlier incarnations, so usage deltas survive a restart
 
     # What each peer defines.
     @abstractmethod
@@ -180,7 +181,7 @@ class ServerProcess(ABC):
             return
         pids = process_tree(self.proc.pid)
         self._peak_rss_mb = max(self._peak_rss_mb, sum(peak_rss_mb_of(p) for p in pids))
-        self._cpu_s = max(self._cpu_s, sum(cpu_seconds_of(p) for p in pids))
+        self._cpu_s = self._cpu_before_restart + sum(cpu_seconds_of(p) for p in pids)
 
     @property
     def peak_rss_mb(self) -> float:
@@ -203,6 +204,7 @@ class ServerProcess(ABC):
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+        self._cpu_before_restart = self._cpu_s
 
     def log_tail(self, lines: int = 20) -> str:
         try:
