@@ -670,7 +670,7 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
             snapshots.append(snapshot)
             engine.register(ctx, name, snapshot)
         frame = ctx.sql(sql)
-        schema = frame.schema()
+        schema = cnosdb_names(frame.schema())
         stream = frame.execute_stream()
     except DbError:
         for snapshot in snapshots:
@@ -684,7 +684,7 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             for batch in stream:
-                yield batch.to_pyarrow()
+                yield pa.RecordBatch.from_arrays(batch.to_pyarrow().columns, schema=schema)
         except Exception as exc:
             raise _map_error(exc, tenant, database) from None
         finally:
@@ -692,6 +692,20 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
                 engine.release(snapshot)
 
     return QueryResult(schema, batches())
+
+
+# DataFusion 27, which CnosDB runs, prints aggregate functions in upper case in generated column names
+# (`COUNT(*)`, `AVG(air.temperature)`); DataFusion 55 prints them in lower case.
+_UPPER_AGGREGATES = re.compile(
+    r"\b(count|sum|avg|min|max|stddev|stddev_pop|var|var_pop|median|approx_distinct|approx_median|"
+    r"approx_percentile_cont|array_agg|corr|covar_samp|covar_pop)\("
+)
+
+
+def cnosdb_names(schema: pa.Schema) -> pa.Schema:
+    """Rename generated aggregate columns as CnosDB names them; aliases without a call are left alone."""
+    fields = [f.with_name(_UPPER_AGGREGATES.sub(lambda m: m.group(1).upper() + "(", f.name)) for f in schema]
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 _TABLE_NOT_FOUND = re.compile(r"table '(?:[^'.]+\.)*([^'.]+)' not found")
