@@ -14,6 +14,7 @@ from tests.conftest import free_port
 from tests.interop.apache_kafka import (
     CONSOLE_CONSUMER,
     CONSOLE_PRODUCER,
+    GET_OFFSETS,
     TOPICS,
     ApacheKafka,
     apache_kafka,  # noqa: F401 - the fixture
@@ -39,6 +40,20 @@ def tidepool_cli(*args: str, input: str | None = None, timeout: float = 60) -> s
 def ok(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
     return result.stdout
+
+
+def record_timestamps(bootstrap: str, topic: str, count: int) -> list[int]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    stamps: list[int] = []
+    for _ in range(50):
+        stamps.extend(m.timestamp()[1] for m in consumer.consume(count, 0.2) if m.error() is None)
+        if len(stamps) >= count:
+            break
+    consumer.close()
+    return stamps
 
 
 def test_kafka_topics_tool_creates_lists_describes_and_deletes_on_tidepool(tidepool: BrokerProcess) -> None:
@@ -99,6 +114,11 @@ def test_kafka_console_producer_and_consumer_work_on_tidepool(tidepool: BrokerPr
         )
     )
     assert consumed.splitlines() == [f"k{i}|{line}" for i, line in enumerate(lines)]
+    timestamps = record_timestamps(tidepool.bootstrap, "java-io", 20)
+    first_newest = timestamps.index(max(timestamps))
+    for time_spec, offset in (("-2", 0), ("-1", 20), ("-3", first_newest)):
+        shown = ok(run_tool(GET_OFFSETS, [*server, "--topic", "java-io", "--time", time_spec]))
+        assert shown.split() == [f"java-io:0:{offset}"], time_spec
     # the same records, read by tidepool's own consumer
     ours = ok(
         tidepool_cli(

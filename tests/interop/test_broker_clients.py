@@ -285,3 +285,26 @@ def test_offsets_for_times_finds_the_exact_record_inside_compressed_batches(brok
         consumer.close()
     assert found[0].offset == 18, "first record at or after the time, not the start of its batch"
     assert found[1].offset == -1
+
+
+def test_a_message_near_the_size_limit_reaches_a_consumer_with_small_fetch_limits(broker: BrokerProcess) -> None:
+    from confluent_kafka import Producer
+    from kafka import KafkaConsumer, TopicPartition
+
+    big = bytes(range(256)) * 3900  # 998400 bytes, under max.message.bytes
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "message.max.bytes": 1_000_000})
+    producer.produce("big", value=big)
+    producer.produce("big", value=b"after")
+    assert producer.flush(20) == 0
+    consumer = KafkaConsumer(
+        bootstrap_servers=broker.bootstrap,
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        max_partition_fetch_bytes=1024,
+        fetch_max_bytes=1024,
+    )
+    consumer.assign([TopicPartition("big", 0)])
+    consumer.seek_to_beginning()
+    values = [m.value for _, m in zip(range(2), consumer, strict=False)]
+    consumer.close()
+    assert values == [big, b"after"], "a batch larger than the fetch limits is still returned whole (KIP-74)"

@@ -198,3 +198,13 @@ def test_manager_keeps_topics_partitions_and_producer_ids_across_restarts(tmp_pa
     assert reopened is not None and reopened.log_end_offset == 2
     again.delete_topic("oceanic")
     assert not (tmp_path / "oceanic-0").exists()
+
+
+def test_segments_roll_by_age(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(roll_ms=60_000), clean_shutdown=True)
+    append(log, batch(2))
+    append(log, batch(2))
+    assert len(log.segments) == 1
+    log.active.created_at -= 61  # the active segment is now older than segment.ms
+    append(log, batch(2))
+    assert [s.base_offset for s in log.segments] == [0, 4]

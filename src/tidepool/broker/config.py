@@ -28,6 +28,7 @@ class BrokerConfig:
     retention_check_interval_ms: int = 300_000
     max_request_bytes: int = 104_857_600  # socket.request.max.bytes
     fetch_max_bytes: int = 57_671_680  # fetch.max.bytes
+    connections_max_idle_ms: int = 600_000  # connections.max.idle.ms
 
     @property
     def public_host(self) -> str:

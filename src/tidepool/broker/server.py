@@ -155,9 +155,14 @@ class BrokerServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         frames = FrameBuffer(self.config.max_request_bytes)
+        idle = self.config.connections_max_idle_ms / 1000
         try:
             while True:
-                data = await reader.read(1 << 20)
+                try:
+                    data = await asyncio.wait_for(reader.read(1 << 20), idle)
+                except TimeoutError:
+                    log.info("closing connection from %s: idle for %.0f s", peer, idle)
+                    return
                 if not data:
                     return
                 frames.feed(data)
