@@ -1,0 +1,111 @@
+"""The benchmark report's arithmetic and rendering: ratios, target verdicts, number formats, the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from bench.report import (
+    Measurement,
+    PartResult,
+    comparison_table,
+    fmt_number,
+    meets,
+    ratio,
+    write_page,
+)
+
+
+def m(
+    system: str, values: list[float], better: str = "higher", workload: str = "w", metric: str = "msg/s"
+) -> Measurement:
+    return Measurement(workload, system, metric, better, values)
+
+
+def part(name: str, measurements: list[Measurement], targets: list[tuple[str, str, str, float]]) -> PartResult:
+    return PartResult(name, f"title {name}", "2026-11-25 14:40", 61.0, 0.1, 3, {}, {}, measurements, targets=targets)
+
+
+def test_median_and_spread_come_from_all_runs() -> None:
+    run = m("tidepool", [30.0, 10.0, 20.0])
+    assert (run.median, run.low, run.high) == (20.0, 10.0, 30.0)
+
+
+def test_ratio_is_tidepool_median_over_peer_median() -> None:
+    assert ratio(m("tidepool", [50, 60, 70]), m("kafka", [100, 120, 140])) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "better", "target", "expected"),
+    [
+        (100, 100, "higher", 1.0, True),
+        (99, 100, "higher", 1.0, False),
+        (50, 100, "higher", 0.5, True),
+        (49, 100, "higher", 0.5, False),
+        (10, 10, "lower", 1.0, True),  # no slower
+        (11, 10, "lower", 1.0, False),
+        (20, 10, "lower", 0.5, True),  # at most twice the time is 0.5× the speed
+    ],
+)
+def test_target_is_judged_in_the_metrics_direction(
+    ours: float, theirs: float, better: str, target: float, expected: bool
+) -> None:
+    assert meets(m("tidepool", [ours], better), m("peer", [theirs], better), target) is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1_234_567, "1,230,000"), (123.4, "123"), (12.34, "12.3"), (1.234, "1.23"), (0.01234, "0.0123"), (0, "0")],
+)
+def test_numbers_show_three_significant_digits(value: float, shown: str) -> None:
+    assert fmt_number(value) == shown
+
+
+def test_table_lists_tidepool_first_and_ratios_against_each_peer() -> None:
+    rows = comparison_table([m("kafka", [200.0]), m("tidepool broker", [100.0]), m("tansu", [50.0])])
+    body = rows[2:]
+    assert [r.split(" | ")[1] for r in body] == ["tidepool broker", "kafka", "tansu"]
+    assert body[0].endswith("| – |")
+    assert body[1].endswith("| 0.50× |")
+    assert body[2].endswith("| 2.00× |")
+
+
+def test_target_lines_say_met_missed_or_not_measured() -> None:
+    result = part(
+        "broker",
+        [m("tidepool broker", [40.0]), m("tansu", [50.0]), m("Apache Kafka", [70.0])],
+        [
+            ("w", "tansu", "≥ 1× tansu", 1.0),
+            ("w", "Apache Kafka", "≥ 0.5× Kafka", 0.5),
+            ("w", "absent", "≥ 1× absent", 1.0),
+            ("w", "", "≥ 30 msg/s", 30.0),
+        ],
+    )
+    lines = result.target_lines()
+    assert "**missed**" in lines[0] and "0.80×" in lines[0]
+    assert " met " in lines[1] and "0.57×" in lines[1]
+    assert "not measured" in lines[2]
+    assert " met " in lines[3] and "40" in lines[3]
+
+
+def test_absolute_time_target_is_met_only_below_it() -> None:
+    result = part("groups", [m("tidepool", [1200.0], "lower", metric="ms")], [("w", "", "join < 1 s", 1000.0)])
+    assert "**missed**" in result.target_lines()[0]
+
+
+def test_saved_part_loads_back_equal(tmp_path: Path) -> None:
+    saved = part("db", [m("tidepool db", [1.0, 2.0, 3.0], "lower", metric="ms")], [("w", "x", "label", 1.0)])
+    loaded = PartResult.load(saved.save(tmp_path))
+    assert loaded == saved
+
+
+def test_page_renders_saved_parts_in_order_and_names_the_missing(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    part("groups", [m("tidepool broker", [100.0], "lower", metric="ms")], []).save(results)
+    part("db", [m("tidepool db", [10.0]), m("InfluxDB", [20.0])], []).save(results)
+    page = write_page(results, tmp_path / "docs" / "benchmarks.md", ["# Benchmarks", ""])
+    text = page.read_text()
+    assert text.index("## title db") < text.index("## title groups")
+    assert "`python -m bench broker` has no saved result" in text
+    assert "`python -m bench pipeline` has no saved result" in text
+    assert "| w | InfluxDB | 20 | msg/s |" in text
