@@ -32,8 +32,18 @@ class DbProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DbProcess:
-        argv = [sys.executable, "-m", "tidepool", "db", "--listen", f"127.0.0.1:{self.port}",
-                "--data-dir", str(self.data_dir), "--fsync", "per-write"]
+        argv = [
+            sys.executable,
+            "-m",
+            "tidepool",
+            "db",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--data-dir",
+            str(self.data_dir),
+            "--fsync",
+            "per-write",
+        ]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -53,7 +63,9 @@ class DbProcess:
 
     def sql(self, query: str) -> list[list[str]]:
         request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/v1/sql?db=public", data=query.encode(), method="POST",
+            f"http://127.0.0.1:{self.port}/api/v1/sql?db=public",
+            data=query.encode(),
+            method="POST",
             headers={"Authorization": "Basic " + base64.b64encode(b"root:").decode(), "Accept": "application/csv"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -89,8 +101,9 @@ def _until(predicate: object, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def test_tutorial_config_unchanged_n_messages_become_n_rows(tmp_path: Path, broker: BrokerProcess,
-                                                             db: DbProcess) -> None:
+def test_tutorial_config_unchanged_n_messages_become_n_rows(
+    tmp_path: Path, broker: BrokerProcess, db: DbProcess
+) -> None:
     n = 3000
     produce(broker.bootstrap, sensor_payloads(n))
     agent = AgentProcess(tmp_path, tutorial_config(broker.bootstrap, db.port)).start()
@@ -109,8 +122,9 @@ def test_tutorial_config_unchanged_n_messages_become_n_rows(tmp_path: Path, brok
     assert [float(row[visibility]) for row in rows] == [float(i) for i in range(n)]
 
 
-def test_db_killed_mid_stream_and_restarted_count_ends_exactly_at_n(tmp_path: Path, broker: BrokerProcess,
-                                                                    db: DbProcess) -> None:
+def test_db_killed_mid_stream_and_restarted_count_ends_exactly_at_n(
+    tmp_path: Path, broker: BrokerProcess, db: DbProcess
+) -> None:
     n = 6000
     config = tutorial_config(broker.bootstrap, db.port, agent='  flush_interval = "200ms"')
     agent = AgentProcess(tmp_path, config).start()

@@ -6,9 +6,12 @@ the number a pipeline test expects to find in the database.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
+from types import FrameType
 
 from tidepool.errors import TidepoolError
 from tidepool.logs import get_logger
@@ -68,6 +71,7 @@ def run(options: SimulateOptions) -> SimulateResult:
                 first_error.append(str(err))
 
     progress = _Progress(options) if options.progress else None
+    _stop_on_sigterm()
     start = time.monotonic()
     deadline = start + options.duration if options.duration else None
     sent = 0
@@ -104,6 +108,16 @@ def run(options: SimulateOptions) -> SimulateResult:
     if first_error:
         log.warning("%d message(s) not delivered; first error: %s", state["failed"], first_error[0])
     return SimulateResult(sent, state["acked"], state["failed"], elapsed)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (from `tidepool up` or a service manager) ends the run like Ctrl-C: flush, then report."""
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 class _Progress:
