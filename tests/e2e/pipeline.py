@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import subprocess
@@ -65,10 +66,8 @@ class Pipeline:
         for pid_file in (self.data_dir / "run").glob("*.pid"):
             pids.append(int(pid_file.read_text()))
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.process.wait(10)
 
     def stop(self, timeout: float = 60.0) -> int:
