@@ -324,3 +324,43 @@ def test_metrics_are_prometheus_text() -> None:
         assert 'tidepool_http_request_duration_seconds_count{api="api_v1_write"} 1' in text
 
     serve(check)
+
+
+def test_system_tables_show_users_members_roles_and_privileges() -> None:
+    async def check(client: aiohttp.ClientSession, url: str, engine: StandInEngine) -> None:
+        for sql in (
+            b"create user u1 with must_change_password=true, comment='abc'",
+            b"create role r5 inherit member",
+            b"grant read on database db1 to r5",
+            b"alter tenant cnosdb add user u1 as r5",
+        ):
+            async with client.post(url + "/api/v1/sql", data=sql, headers=ROOT) as resp:
+                assert resp.status == 200, await resp.read()
+        query = b"SELECT * FROM cluster_schema.users where user_name='u1'"
+        async with client.post(url + "/api/v1/sql", data=query, headers=ROOT) as resp:
+            assert await resp.read() == (
+                b"user_name,is_admin,user_options\n"
+                b'u1,false,"{""hash_password"":""*****"",""must_change_password"":true,""comment"":""abc""}"\n'
+            )
+        async with client.post(
+            url + "/api/v1/sql", data=b"select * from information_schema.roles", headers=ROOT
+        ) as resp:
+            assert (
+                await resp.read()
+                == b"role_name,role_type,inherit_role\nowner,system,\nmember,system,\nr5,custom,member\n"
+            )
+        async with client.post(
+            url + "/api/v1/sql", data=b"select * from information_schema.roles", headers=basic("u1")
+        ) as resp:
+            assert await resp.read() == b"role_name,role_type,inherit_role\n"  # only owners see the roles
+        query = b"select * from information_schema.database_privileges"
+        async with client.post(url + "/api/v1/sql", data=query, headers=basic("u1")) as resp:
+            assert await resp.read() == b"tenant_name,database_name,privilege_type,role_name\ncnosdb,db1,Read,r5\n"
+        query = b"select user_name from cluster_schema.users order by user_name"
+        async with client.post(url + "/api/v1/sql", data=query, headers=basic("u1")) as resp:
+            assert await resp.read() == b"user_name\nu1\n"  # a non-admin sees only itself
+        query = b"select role_name from information_schema.members where user_name = 'root'"
+        async with client.post(url + "/api/v1/sql", data=query, headers=ROOT) as resp:
+            assert await resp.read() == b"role_name\nowner\n"
+
+    serve(check)

@@ -313,6 +313,16 @@ class AuthStore:
             return 0
         return _LEVEL.get(role.privileges.get(database, ""), 0)
 
+    def is_tenant_owner(self, principal: Principal) -> bool:
+        """Admins, owners and roles inheriting owner: those who may see and manage the tenant's roles."""
+        with self._lock:
+            return self._level(principal, None) >= _LEVEL[ALL]
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held while reading users, members and roles consistently from outside this class."""
+        return self._lock
+
     def require(self, principal: Principal, level: str, database: str | None) -> None:
         with self._lock:
             if self._level(principal, database) >= _LEVEL[level]:
@@ -320,18 +330,18 @@ class AuthStore:
         target = f"on database {database}" if database is not None else "on all databases"
         raise insufficient(f"{level} {target} of tenant {_tenant_ref(principal.tenant)}")
 
-    def _require_password_changed(self, principal: Principal) -> None:
+    def require_password_changed(self, principal: Principal) -> None:
         if self.auth_enabled and principal.user.must_change_password:
             raise insufficient("change password")
 
     def check_write(self, principal: Principal, database: str) -> None:
         """Line-protocol writes need WRITE on the database."""
-        self._require_password_changed(principal)
+        self.require_password_changed(principal)
         self.require(principal, WRITE, database)
 
     def check_sql(self, principal: Principal, database: str, sql: str) -> None:
         """Privileges for a statement the engine runs, judged from its leading keywords (see docs/http-api.md)."""
-        self._require_password_changed(principal)
+        self.require_password_changed(principal)
         words = strip_statement(sql).split()
         upper = [w.upper() for w in words[:4]]
         if not upper:
@@ -369,7 +379,7 @@ class AuthStore:
             match = pattern.match(text)
             if match is not None:
                 if kind != "alter_user":
-                    self._require_password_changed(principal)
+                    self.require_password_changed(principal)
                 with self._lock:
                     getattr(self, "_" + kind)(principal, match)
                     self._save()
@@ -430,7 +440,7 @@ class AuthStore:
         options = _options(match["rest"])
         self_password_only = name == principal.user.name and set(options) == {"password"}
         if not self_password_only:
-            self._require_password_changed(principal)
+            self.require_password_changed(principal)
             self._require_admin(principal)
         if user is None:
             raise DbError("030008", f"The user {name} not found")

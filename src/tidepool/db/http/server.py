@@ -26,7 +26,7 @@ from aiohttp import web
 from tidepool.db.auth import DEFAULT_TENANT, ROOT, AuthStore, Principal, UserInfo
 from tidepool.db.errors import DbError, internal
 from tidepool.db.formats import Renderer, ResultFormat, format_from_accept
-from tidepool.db.http import encoding
+from tidepool.db.http import encoding, system_tables
 from tidepool.db.http.metrics import HttpMetrics
 from tidepool.logs import get_logger
 
@@ -237,8 +237,12 @@ class HttpApi:
             if handled:
                 failed = False
                 return web.Response(status=200)
-            self.auth.check_sql(principal, database, sql)
-            result = await self._blocking(self.query_pool, self.engine.execute, tenant, database, sql)
+            if system_tables.mentions_system_table(sql):
+                self.auth.require_password_changed(principal)
+                result = await self._blocking(self.query_pool, system_tables.query, self.auth, principal, sql)
+            else:
+                self.auth.check_sql(principal, database, sql)
+                result = await self._blocking(self.query_pool, self.engine.execute, tenant, database, sql)
             response, sent = await self._send_result(request, fmt, result, chunked, response_coding)
             failed = response.status >= 400
             return response
