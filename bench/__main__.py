@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.report import write_page
+from bench.report import PartResult, write_page
 from bench.suite import PARTS, REPO, RESULTS_DIR, Options
 
 PAGE = REPO / "docs" / "benchmarks.md"
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(f"== {name} (scale {opts.scale:g}, {opts.runs} runs)", flush=True)
         result = PARTS[name](opts)
+        earlier = opts.results_dir / f"{name}.json"
+        if opts.only and earlier.exists():
+            previous = PartResult.load(earlier)
+            if previous.scale == result.scale:
+                result = result.merged_into(previous)
         path = result.save(opts.results_dir)
         print(f"== {name} done in {time.monotonic() - started:.0f} s → {path}", flush=True)
         for failure in result.failures:

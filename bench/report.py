@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,29 @@ class PartResult:
         data["targets"] = [tuple(t) for t in data.get("targets", [])]
         return cls(**data)
 
+    def merged_into(self, earlier: PartResult) -> PartResult:
+        """This (partial, `--only`) run laid over an earlier full one: the systems measured now replace theirs."""
+        rerun = {m.system for m in self.measurements} | set(self.versions)
+        kept = [m for m in earlier.measurements if m.system not in rerun]
+        failures = [f for f in earlier.failures if not any(f.startswith(s) for s in rerun)]
+        return PartResult(
+            part=self.part,
+            title=self.title,
+            started=earlier.started,
+            duration_s=earlier.duration_s,
+            scale=self.scale,
+            runs=self.runs,
+            machine=self.machine,
+            versions={**earlier.versions, **self.versions},
+            measurements=kept + self.measurements,
+            failures=failures + self.failures,
+            notes=[
+                *[n for n in earlier.notes if not n.startswith("Re-run ")],
+                f"Re-run {self.started} UTC for {', '.join(sorted(rerun))}.",
+            ],
+            targets=self.targets,
+        )
+
     def find(self, workload: str, system_prefix: str) -> Measurement | None:
         return next(
             (m for m in self.measurements if m.workload == workload and m.system.startswith(system_prefix)), None
@@ -191,7 +215,8 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
     if result.machine:
         lines.append("Machine: " + "; ".join(f"{k} {v}" for k, v in result.machine.items()) + ".")
         lines.append("")
-    lines += result.notes and [f"- {n}" for n in result.notes] + [""]
+    if result.notes:
+        lines += [*(f"- {n}" for n in result.notes), ""]
     if result.targets:
         lines += ["Targets:", "", *result.target_lines(), ""]
     if result.measurements:
@@ -222,6 +247,7 @@ def write_charts(result: PartResult, directory: Path) -> Path | None:
         return None
     systems = sorted({m.system for g in groups.values() for m in g}, key=lambda s: (not s.startswith(TIDEPOOL), s))
     width = 0.8 / len(systems)
+    all_heights: list[float] = []
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.2))
     for i, system in enumerate(systems):
         xs, heights, errs_low, errs_high = [], [], [], []
@@ -234,11 +260,15 @@ def write_charts(result: PartResult, directory: Path) -> Path | None:
             heights.append(m.median / base)
             errs_low.append((m.median - m.low) / base)
             errs_high.append((m.high - m.median) / base)
+        all_heights += heights
         ax.bar(xs, heights, width, label=system, yerr=[errs_low, errs_high], capsize=2)
     ax.set_xticks([x + width * (len(systems) - 1) / 2 for x in range(len(groups))])
-    labels = [f"{w}\n({g[0].metric}, {g[0].better} is better)" for w, g in groups.items()]
+    labels = [f"{textwrap.fill(w, 22)}\n({g[0].metric}, {g[0].better} is better)" for w, g in groups.items()]
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_ylabel("median relative to tidepool (= 1.0)")
+    drawn = [h for h in all_heights if h > 0]
+    if drawn and max(drawn) / min(drawn) > 20:
+        ax.set_yscale("log")
     ax.axhline(1.0, color="grey", linewidth=0.6)
     ax.set_title(result.title, fontsize=10)
     ax.legend(fontsize=7)

@@ -109,3 +109,13 @@ def test_page_renders_saved_parts_in_order_and_names_the_missing(tmp_path: Path)
     assert "`python -m bench broker` has no saved result" in text
     assert "`python -m bench pipeline` has no saved result" in text
     assert "| w | InfluxDB | 20 | msg/s |" in text
+
+
+def test_a_partial_rerun_replaces_only_its_own_systems() -> None:
+    earlier = part("db", [m("tidepool db", [1.0]), m("InfluxDB", [2.0])], [])
+    earlier.failures = ["tidepool db: crashed", "InfluxDB query 'x': timeout"]
+    rerun = part("db", [m("tidepool db", [5.0])], [])
+    merged = rerun.merged_into(earlier)
+    assert sorted((x.system, x.values[0]) for x in merged.measurements) == [("InfluxDB", 2.0), ("tidepool db", 5.0)]
+    assert merged.failures == ["InfluxDB query 'x': timeout"]
+    assert merged.notes[-1].startswith("Re-run 2026-11-25 14:40 UTC for tidepool db")
