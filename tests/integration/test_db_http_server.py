@@ -312,3 +312,17 @@ def test_large_result_is_streamed_in_chunks(db: DbServer) -> None:
     assert len(lines) == rows + 1
     assert lines[1] == b"2017-07-14T02:40:00.000000000,h0,0.25"
     assert lines[-1] == b"2017-07-14T02:40:00.000059999,h9,59999.25"
+
+
+def test_metrics_report_http_and_engine_counters(db: DbServer) -> None:
+    write(db, b"metered,host=a v=1 1\nmetered,host=b v=2 2\n")
+    sql(db, "select * from metered")
+    with urllib.request.urlopen(db.url + "/metrics", timeout=30) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    assert int(samples['tidepool_http_requests_total{api="api_v1_write"}']) >= 1
+    assert int(samples["tidepool_http_points_written_total"]) >= 2
+    assert int(samples['tidepool_http_request_duration_seconds_count{api="api_v1_sql"}']) >= 1
+    assert float(samples["tidepool_db_wal_bytes"]) > 0
+    assert "tidepool_db_parquet_bytes" in samples
