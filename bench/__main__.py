@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query-runs", type=int, default=10, help="timed executions per query")
     parser.add_argument("--connections", default="1,2,4", help="comma-separated HTTP connection counts for db ingest")
     parser.add_argument("--only", default="", help="comma-separated system name prefixes to run (default: all)")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile tidepool's slow paths with py-spy (an unmeasured run)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="where each part's JSON goes")
     parser.add_argument("--page", type=Path, default=PAGE, help="the Markdown page to write")
     parser.add_argument("--no-page", action="store_true", help="do not re-render the page")
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         connections=tuple(int(c) for c in args.connections.split(",") if c),
         results_dir=args.results,
         only=tuple(o for o in args.only.split(",") if o),
+        profile=args.profile,
     )
     parts = [p for p in args.parts if p != "report"] if args.parts else list(PARTS)
     for name in parts:

@@ -139,6 +139,7 @@ class PartResult:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)  # (workload, peer, label, target)
+    profiles: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)  # what → hottest frames
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ class PartResult:
         data = json.loads(path.read_text())
         data["measurements"] = [Measurement.from_json(m) for m in data["measurements"]]
         data["targets"] = [tuple(t) for t in data.get("targets", [])]
+        data["profiles"] = {k: [tuple(f) for f in v] for k, v in data.get("profiles", {}).items()}
         return cls(**data)
 
     def merged_into(self, earlier: PartResult) -> PartResult:
@@ -176,6 +178,7 @@ class PartResult:
                 f"Re-run {self.started} UTC for {', '.join(sorted(rerun))}.",
             ],
             targets=self.targets,
+            profiles={**earlier.profiles, **self.profiles},
         )
 
     def find(self, workload: str, system_prefix: str) -> Measurement | None:
@@ -226,6 +229,11 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
         lines += [f"![{result.title}](benchmarks/{chart.name})", ""]
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
+    for what, frames in result.profiles.items():
+        lines += [f"Profile (py-spy, an extra unmeasured run) of {what}: hottest frames by own time.", ""]
+        lines += ["| frame | own % | on stack % |", "|---|---|---|"]
+        lines += [f"| `{frame}` | {own:.1f} | {total:.1f} |" for frame, own, total in frames]
+        lines.append("")
     return lines
 
 
@@ -287,8 +295,12 @@ def write_page(results_dir: Path, page: Path, header: list[str]) -> Path:
     """Render every saved part into `page` (and its charts into `page`'s sibling folder of the same stem)."""
     charts_dir = page.parent / page.stem
     parts = {p.stem: PartResult.load(p) for p in sorted(results_dir.glob("*.json"))}
+    ordered = sorted(parts, key=lambda n: PART_ORDER.index(n) if n in PART_ORDER else len(PART_ORDER))
     lines = list(header)
-    for name in sorted(parts, key=lambda n: PART_ORDER.index(n) if n in PART_ORDER else len(PART_ORDER)):
+    glance = [line for name in ordered for line in parts[name].target_lines()]
+    if glance:
+        lines += ["## Targets at a glance (issue 9)", "", *glance, ""]
+    for name in ordered:
         result = parts[name]
         chart = write_charts(result, charts_dir)
         lines += render_part(result, chart)

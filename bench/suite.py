@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from bench.common import TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
-from bench.peers.base import PeerUnavailable, ServerProcess
+from bench.peers.base import PeerUnavailable, Profiler, ServerProcess, summarize_stacks
 from bench.report import Measurement, PartResult
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +57,7 @@ class Options:
     work_dir: Path | None = None
     results_dir: Path = RESULTS_DIR
     only: tuple[str, ...] = ()  # system names to run (empty: all)
+    profile: bool = False  # add an unmeasured run of tidepool's slow paths under py-spy
 
     def wants(self, system: str) -> bool:
         return not self.only or any(system.lower().startswith(o.lower()) for o in self.only)
@@ -75,6 +76,7 @@ class Recorder:
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)
+    profiles: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)
     load_before: str = field(default_factory=lambda: load_average())
 
     def add(self, m: Measurement) -> None:
@@ -109,7 +111,20 @@ class Recorder:
             failures=self.failures,
             notes=self.notes,
             targets=self.targets,
+            profiles=self.profiles,
         )
+
+    @contextmanager
+    def profiling(self, what: str, *servers: ServerProcess) -> Iterator[None]:
+        """py-spy on `servers` while the block runs; the hottest frames of each go into the result."""
+        profilers = [Profiler(s, Path(s.work_dir) / "profile.txt") for s in servers]
+        try:
+            yield
+        finally:
+            for server, profiler in zip(servers, profilers, strict=True):
+                frames = summarize_stacks(profiler.stop().read_text(errors="replace"))
+                self.profiles[f"{server.name} during {what}"] = frames
+                print(f"  profile of {server.name}: {frames[:3]}", flush=True)
 
 
 def load_average() -> str:
@@ -413,6 +428,14 @@ def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, op
         rec.add(Measurement(label, system.name, "lines/s", "higher", values, rss, client, server_cpu))
     if sizes:
         rec.add(Measurement("on-disk size after flush", system.name, "MiB", "lower", sizes))
+    if opts.profile and system.name.startswith("tidepool"):
+        server = system.start(opts.work_dir)
+        try:
+            server.start()
+            with rec.profiling("ingest, 1 connection", server):
+                post_batches(server.write_url(), system.headers(server), batches, 1)
+        finally:
+            server.cleanup()
 
 
 def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options, rec: Recorder) -> None:
@@ -1005,6 +1028,14 @@ def run_pipeline(
         client.append(client_pct)
         server_cpu.append(server_pct)
         agent_us.append((agent.cpu_seconds - agent_cpu0) / count * 1e6)
+    if opts.profile and name.startswith("tidepool"):
+        fleet = SensorFleet(50, station_tag=True, event_time=True)
+        messages = [fleet.message()[0] for _ in range(count)]
+        baseline = visible_rows(db)
+        traced = [s for s in (broker, db, agent) if s.name.startswith("tidepool")]
+        with rec.profiling(f"{name}, {count:,} messages", *traced):
+            produce_all(producer, "oceanic", messages)
+            wait_for_rows(db, baseline + count, timeout=600)
     note = f"agent CPU {statistics.median(agent_us):.0f} µs/msg"
     rec.add(
         Measurement(f"sustained, {count:,} messages", name, "msg/s", "higher", rates, rss, client, server_cpu, note)

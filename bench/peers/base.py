@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -240,3 +241,53 @@ def kafka_answers(bootstrap: str) -> bool:
     except Exception:
         return False
     return bool(metadata.brokers)
+
+
+class Profiler:
+    """py-spy sampling a running server (its whole process tree) into collapsed stacks, until `stop()`."""
+
+    def __init__(self, server: ServerProcess, output: Path, rate: int = 99) -> None:
+        binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not os.path.exists(binary):
+            raise PeerUnavailable("py-spy not installed (pip install -e '.[dev]')")
+        if server.proc is None:
+            raise RuntimeError(f"{server.name} is not running")
+        self.output = output
+        argv = [binary, "record", "--pid", str(server.proc.pid), "--subprocesses", "--nonblocking"]
+        argv += ["--rate", str(rate), "--format", "raw", "--output", str(output)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self) -> Path:
+        """SIGINT makes py-spy write what it sampled; returns the collapsed-stack file."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.output
+
+
+def summarize_stacks(collapsed: str, top: int = 15) -> list[tuple[str, float, float]]:
+    """(frame, % of samples with it on top, % with it anywhere on the stack) for the `top` hottest own-time frames.
+
+    `collapsed` is py-spy's raw format: one `frame;frame;…;leaf count` line per distinct stack.
+    """
+    own: dict[str, int] = {}
+    anywhere: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            anywhere[frame] = anywhere.get(frame, 0) + count
+    if total == 0:
+        return []
+    hottest = sorted(own, key=lambda f: own[f], reverse=True)[:top]
+    return [(f, 100 * own[f] / total, 100 * anywhere[f] / total) for f in hottest]
