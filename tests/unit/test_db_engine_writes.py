@@ -210,3 +210,22 @@ def test_concurrent_writes_and_queries_during_background_flush_and_compaction(tm
         ]
     finally:
         eng.close()
+
+
+def test_compaction_merges_overlapping_files_and_bounded_runs_of_small_ones(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False, compact_min_files=3, compact_max_rows=250))
+    try:
+        for step in range(6):  # six flushed files of 100 rows each, disjoint in time
+            body = "\n".join(f"cpu,host=a v={step * 100 + i} {T0 + (step * 100 + i) * 10**9}" for i in range(100))
+            eng.write_lines("cnosdb", "public", body.encode())
+            eng.flush()
+        assert eng.compact() == 3  # runs of two files: no merge may exceed 250 rows
+        assert sorted(f.rows for f in eng.manifest.files) == [200, 200, 200]
+        eng.write_lines("cnosdb", "public", f"cpu,host=a v=-1 {T0 + 150 * 10**9}".encode())  # late, rewrites a row
+        eng.flush()
+        assert eng.compact() == 1  # the late file overlaps one merged file: those two merge, whatever their size
+        assert sorted(f.rows for f in eng.manifest.files) == [200, 200, 200]
+        assert rows(eng, f"SELECT v FROM cpu WHERE time = to_timestamp_nanos({T0 + 150 * 10**9})") == [{"v": -1.0}]
+        assert rows(eng, "SELECT count(*) AS n FROM cpu") == [{"n": 600}]
+    finally:
+        eng.close()

@@ -9,7 +9,6 @@ All methods are blocking and thread-safe; the HTTP server calls them from an exe
 
 from __future__ import annotations
 
-import itertools
 import re
 import struct
 import threading
@@ -67,7 +66,8 @@ class EngineConfig:
     fsync_interval_s: float = 0.1
     memtable_bytes: int = 128 * 1024 * 1024  # flush when the memtables hold this much Arrow data
     flush_age_s: float = 300.0  # ... or when the oldest unflushed write is this old
-    compact_min_files: int = 4  # merge a window's files when it has this many (or any two overlap in time)
+    compact_min_files: int = 4  # merge a window's small files when it has this many (overlapping ones always)
+    compact_max_rows: int = 2_000_000  # largest merge (rows are read into memory to deduplicate)
     background_interval_s: float = 1.0  # how often flush age, compaction and TTL are checked
     background: bool = True  # run flush/compaction/TTL in a background thread
 
@@ -363,8 +363,9 @@ class Engine:
         return result
 
     def compact(self, force: bool = False) -> int:
-        """Merge the files of each time window that has enough (or overlapping) files; `force` merges any ≥ 2.
-        Returns the number of windows compacted."""
+        """Merge files within each time window: files that overlap in time always (so queries need not merge
+        them), and runs of small neighbouring files once a window has `compact_min_files` of them (`force`: 2).
+        Returns the number of merges."""
         compacted = 0
         with self._maintenance:
             with self._lock:
@@ -372,34 +373,38 @@ class Engine:
                 for data_file in self.manifest.files:
                     key = (data_file.tenant, data_file.database, data_file.table, data_file.window)
                     groups.setdefault(key, []).append(data_file)
-            for (tenant, database, table_name, window), files in sorted(groups.items()):
-                if len(files) < 2:
-                    continue
-                if not (force or len(files) >= self.config.compact_min_files or _any_overlap(files)):
-                    continue
-                with self._lock:
-                    db = self.catalog.tenants.get(tenant, {}).get(database)
-                    table = db.tables.get(table_name) if db else None
-                    if db is None or table is None:
-                        continue
-                    schema = table.arrow_schema(db.options.time_unit)
-                    tags = table.tags
-                    vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
-                files = sorted(files, key=lambda f: f.seq)
-                data = dedup(self._read_files(files, schema), tags)
-                outputs = self._write_windows(
-                    tenant, database, table_name, data, tags, vnode, level=1, seq=max(f.seq for f in files)
+            for (tenant, database, table_name, window), window_files in sorted(groups.items()):
+                runs = _compaction_runs(
+                    window_files, 2 if force else self.config.compact_min_files, self.config.compact_max_rows
                 )
-                with self._lock:
-                    self._replace_files(files, outputs)
-                compacted += 1
-                self.counters["compactions"] += 1
-                log.info(
-                    "compacted %d files of %s.%s window %d into %d (%d rows)",
-                    len(files), database, table_name, window, len(outputs), data.num_rows,
-                )  # fmt: skip
+                for files in runs:
+                    compacted += self._merge(tenant, database, table_name, window, files)
         self._delete_obsolete()
         return compacted
+
+    def _merge(self, tenant: str, database: str, table_name: str, window: int, files: list[DataFile]) -> int:
+        """Replace `files` (one window) by their deduplicated rows in one file; 1 if done."""
+        with self._lock:
+            db = self.catalog.tenants.get(tenant, {}).get(database)
+            table = db.tables.get(table_name) if db else None
+            if db is None or table is None:
+                return 0
+            schema = table.arrow_schema(db.options.time_unit)
+            tags = table.tags
+            vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+        files = sorted(files, key=lambda f: f.seq)
+        data = dedup(self._read_files(files, schema), tags)
+        outputs = self._write_windows(
+            tenant, database, table_name, data, tags, vnode, level=1, seq=max(f.seq for f in files)
+        )
+        with self._lock:
+            self._replace_files(files, outputs)
+        self.counters["compactions"] += 1
+        log.info(
+            "compacted %d files of %s.%s window %d into %d (%d rows)",
+            len(files), database, table_name, window, len(outputs), data.num_rows,
+        )  # fmt: skip
+        return 1
 
     def _read_files(self, files: list[DataFile], schema: pa.Schema) -> pa.Table:
         """The rows of `files`, in file order (older first, as dedup expects), as `schema`."""
@@ -788,9 +793,30 @@ def _schema_changes(db: Database, chunks: list[Chunk]) -> dict[str, list[Column]
     return changes
 
 
-def _any_overlap(files: list[DataFile]) -> bool:
-    ordered = sorted(files, key=lambda f: f.min_time)
-    return any(b.min_time <= a.max_time for a, b in itertools.pairwise(ordered))
+def _compaction_runs(files: list[DataFile], min_files: int, max_rows: int) -> list[list[DataFile]]:
+    """Which files of one window to merge: every group that overlaps in time, then — if at least `min_files`
+    small files remain — runs of time-neighbouring small files of at most `max_rows` rows. Runs are contiguous
+    in time, so a merged file never overlaps a file left out."""
+    clusters = _overlap_clusters([(f.min_time, f.max_time, f) for f in files])
+    runs = [[f for _, _, f in c if f is not None] for c in clusters if len(c) > 1]
+    singles = [f for c in clusters if len(c) == 1 for _, _, f in c if f is not None]
+    small = [f for f in singles if f.rows < max_rows // 2]
+    if len(small) < min_files:
+        return runs
+    run: list[DataFile] = []
+    rows = 0
+    for data_file in singles:  # in time order
+        if data_file.rows >= max_rows // 2 or (run and rows + data_file.rows > max_rows):
+            if len(run) > 1:
+                runs.append(run)
+            run, rows = [], 0
+            if data_file.rows >= max_rows // 2:
+                continue
+        run.append(data_file)
+        rows += data_file.rows
+    if len(run) > 1:
+        runs.append(run)
+    return runs
 
 
 def _overlap_clusters(sources: list[tuple[int, int, DataFile | None]]) -> list[list[tuple[int, int, DataFile | None]]]:
