@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.tidepool-run
 DEV_STAMP := $(VENV)/.tidepool-dev
 PYTEST_ARGS ?=
+UP_ARGS ?=
 
 .PHONY: up test lint bench clean
 
@@ -22,7 +23,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	touch $@ $(RUN_STAMP)
 
 up: $(RUN_STAMP)
-	$(BIN)/tidepool up --simulate
+	$(BIN)/tidepool up --simulate $(UP_ARGS)
 
 test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
