@@ -25,9 +25,6 @@ import pyarrow.parquet as pq
 
 from tidepool.db import errors
 from tidepool.db.catalog import (
-    DEFAULT_DATABASE,
-    DEFAULT_TENANT,
-    FIELD_TYPES,
     Catalog,
     Column,
     Database,
@@ -831,6 +828,3 @@ def _overlap_clusters(sources: list[tuple[int, int, DataFile | None]]) -> list[l
             clusters.append([source])
             end = source[1]
     return clusters
-
-
-__all__ = ["DEFAULT_DATABASE", "DEFAULT_TENANT", "FIELD_TYPES", "Engine", "EngineConfig", "QueryResult"]

@@ -75,14 +75,7 @@ def split_statements(sql: str) -> list[str]:
             statements.append(sql[start : token.start])
             start = token.end
     statements.append(sql[start:])
-    return [s.strip() for s in statements if tokenize_or_empty(s)]
-
-
-def tokenize_or_empty(sql: str) -> list[Token]:
-    try:
-        return tokenize(sql)
-    except errors.DbError:
-        return [Token("op", sql, 0, len(sql))]
+    return [s.strip() for s in statements if s.strip()]
 
 
 class Cursor:
@@ -150,9 +143,6 @@ class Cursor:
             self.pos += 1
         end = self.tokens[self.pos - 1].end if self.pos > 0 else start.start
         return self.sql[start.start : end].strip()
-
-    def identifiers(self, text: str) -> set[str]:
-        return identifiers(text)
 
 
 def identifiers(sql: str) -> set[str]:

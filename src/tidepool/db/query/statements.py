@@ -610,13 +610,13 @@ def _delete(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
     if identifiers(where) & fields:
         raise errors.delete_on_field()
     # Validate the predicate before touching anything.
-    _run_on_table(engine, name, snapshot.schema.empty_table(), f"SELECT * FROM {quote_ident(name)} WHERE {where}"
+    _run_on_table(name, snapshot.schema.empty_table(), f"SELECT * FROM {quote_ident(name)} WHERE {where}"
                   if where else f"SELECT * FROM {quote_ident(name)}")  # fmt: skip
 
     def keep(data: pa.Table) -> pa.Table:
         if not where:
             return data.schema.empty_table()
-        return _run_on_table(engine, name, data, f"SELECT * FROM {quote_ident(name)} WHERE ({where}) IS NOT TRUE")
+        return _run_on_table(name, data, f"SELECT * FROM {quote_ident(name)} WHERE ({where}) IS NOT TRUE")
 
     engine.rewrite_table(tenant, database, name, keep)
     return _result(_NO_ROWS, [])
@@ -631,7 +631,7 @@ def _context() -> SessionContext:
     return SessionContext(SessionConfig().with_target_partitions(2))
 
 
-def _run_on_table(engine: Engine, name: str, data: pa.Table, sql: str) -> pa.Table:
+def _run_on_table(name: str, data: pa.Table, sql: str) -> pa.Table:
     import pyarrow.dataset as ds
 
     ctx = _context()

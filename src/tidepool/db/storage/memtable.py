@@ -58,28 +58,6 @@ class Memtable:
             return TableBuffer(list(buffer.chunks), buffer.nbytes, buffer.rows, buffer.min_time, buffer.max_time,
                                buffer.version)  # fmt: skip
 
-    def replace(self, key: TableKey, chunks: list[pa.Table]) -> None:
-        """Swap one table's chunks (after a DELETE filtered them)."""
-        with self._lock:
-            old = self.tables.pop(key, None)
-            if old is not None:
-                self.nbytes -= old.nbytes
-                self.rows -= old.rows
-            chunks = [c for c in chunks if c.num_rows]
-            if not chunks:
-                return
-            buffer = TableBuffer(version=(old.version + 1) if old else 0)
-            for chunk in chunks:
-                times = chunk.column("time").cast(pa.int64())
-                buffer.chunks.append(chunk)
-                buffer.nbytes += chunk.nbytes
-                buffer.rows += chunk.num_rows
-                buffer.min_time = min(buffer.min_time, pc.min(times).as_py())
-                buffer.max_time = max(buffer.max_time, pc.max(times).as_py())
-            self.tables[key] = buffer
-            self.nbytes += buffer.nbytes
-            self.rows += buffer.rows
-
     def drop(self, predicate: object) -> None:
         """Forget every table whose key satisfies `predicate(key)` (DROP DATABASE / TABLE)."""
         with self._lock:
