@@ -78,3 +78,32 @@ def test_script_mode_runs_statements_and_fails_on_error(db: DbServer, tmp_path: 
     assert b"422 Unprocessable Entity, details: " in failed.stderr
     piped = subprocess.run(base, input=b"\\c public\nselect 3;\n", capture_output=True, timeout=60)
     assert (piped.returncode, piped.stdout) == (0, b"Int64(3)\n3\n")
+
+
+def test_password_prompt_and_unreachable_server(db: DbServer, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    env = dict(os.environ, TIDEPOOL_SQL_HISTORY=str(tmp_path / "history"), TERM="dumb")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "tidepool", "sql", "--port", _port(db), "-p", "-d", "public"], env=env,
+        encoding="utf-8", timeout=20,
+    )  # fmt: skip
+    try:
+        child.expect("password: ")
+        child.sendline("")
+        child.expect("public ❯ ")
+        child.sendline("\\db")
+        child.expect(r"\| database_name \|")
+        child.expect("public ❯ ")
+        child.sendline("quit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 0
+    closed = subprocess.run(
+        [sys.executable, "-m", "tidepool", "sql", "--port", str(free_port()), "-e", "select 1"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert closed.returncode == 1
+    assert b"cannot reach http://localhost:" in closed.stderr
