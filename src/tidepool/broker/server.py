@@ -25,6 +25,7 @@ from typing import Any
 
 from tidepool.broker.config import BrokerConfig
 from tidepool.broker.log.manager import LogManager
+from tidepool.broker.log.partition import PartitionLog
 from tidepool.broker.protocol.codec import Rejection, decode_request, encode_response
 from tidepool.broker.protocol.framing import FrameBuffer, FrameTooLarge
 from tidepool.logs import get_logger
@@ -59,6 +60,11 @@ class BrokerContext:
     def log_start_offset(self, topic: str, partition: int) -> int:
         partition_log = self.logs.get(topic, partition)
         return -1 if partition_log is None else partition_log.log_start_offset
+
+
+def _sync_each(logs: list[PartitionLog]) -> None:
+    for partition_log in logs:
+        partition_log.sync()
 
 
 def cluster_id(data_dir: Path) -> str:
@@ -139,15 +145,19 @@ class BrokerServer:
         since_retention = 0.0
         while True:
             await asyncio.sleep(interval)
-            if self.config.fsync == "interval":
-                await asyncio.to_thread(self.logs.sync)
-            else:
-                for _, _, partition_log in self.logs.all_logs():
-                    partition_log.flush_indexes()
-            since_retention += interval
-            if since_retention * 1000 >= self.config.retention_check_interval_ms:
-                since_retention = 0.0
-                self.logs.apply_retention()
+            try:
+                logs = [partition_log for _, _, partition_log in self.logs.all_logs()]
+                if self.config.fsync == "interval":
+                    await asyncio.to_thread(_sync_each, logs)
+                else:
+                    for partition_log in logs:
+                        partition_log.flush_indexes()
+                since_retention += interval
+                if since_retention * 1000 >= self.config.retention_check_interval_ms:
+                    since_retention = 0.0
+                    self.logs.apply_retention()
+            except OSError as exc:  # e.g. a topic deleted while its files were being synced; try again next round
+                log.warning("log maintenance failed: %s", exc)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -213,10 +213,6 @@ class LogManager:
     def all_logs(self) -> list[tuple[str, int, PartitionLog]]:
         return [(t.name, p, log) for t in self.topics.values() for p, log in enumerate(t.partitions)]
 
-    def sync(self) -> None:
-        for _, _, log in self.all_logs():
-            log.sync()
-
     def apply_retention(self) -> None:
         for name, p, log in self.all_logs():
             deleted = log.apply_retention()
