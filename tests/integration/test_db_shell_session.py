@@ -76,7 +76,7 @@ def test_script_mode_runs_statements_and_fails_on_error(db: DbServer, tmp_path: 
     assert failed.returncode == 1
     assert failed.stdout == b"Int64(1)\n1\n"
     assert b"422 Unprocessable Entity, details: " in failed.stderr
-    piped = subprocess.run(base, input=b"\\c public\nselect 3;\n", capture_output=True, timeout=60)
+    piped = subprocess.run(base, input=b"\\c public\nUSE public;\nselect 3;\n", capture_output=True, timeout=60)
     assert (piped.returncode, piped.stdout) == (0, b"Int64(3)\n3\n")
 
 
