@@ -123,3 +123,23 @@ def test_tidepool_groups_cli_works_against_apache_kafka(apache_kafka: ApacheKafk
     groups_cli("reset-offsets", "--group", "buoy-readers", "--topic", "buoys", "--to-earliest", "--execute")
     described = [r for r in groups_cli("describe", "--group", "buoy-readers") if r[0] == "buoy-readers"]
     assert [(r[3], r[5]) for r in described] == [("0", "4")]
+
+
+def test_kafka_console_consumer_group_resumes_where_the_last_one_stopped(broker: BrokerProcess) -> None:
+    """Apache Kafka's Java consumer (classic protocol, JoinGroup v9, OffsetCommit v9) in a tidepool group."""
+    from confluent_kafka import Producer
+
+    from tests.interop.apache_kafka import CONSOLE_CONSUMER
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(10):
+        producer.produce("tidal", f"v{i}".encode(), partition=i % 2)
+    assert producer.flush(10) == 0
+    seen: list[str] = []
+    for _ in range(2):
+        args = ["--bootstrap-server", broker.bootstrap, "--topic", "tidal", "--group", "java-readers"]
+        args += ["--from-beginning", "--max-messages", "5", "--timeout-ms", "30000"]
+        done = run_tool(CONSOLE_CONSUMER, args, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seen += done.stdout.split()
+    assert sorted(seen) == [f"v{i}" for i in range(10)]  # the second consumer resumed: nothing twice
