@@ -480,17 +480,18 @@ class Engine:
             self.catalog.save()
 
     def drop_database(self, tenant: str, name: str, if_exists: bool = False) -> None:
-        with self._maintenance:
-            if not self.database_exists(tenant, name):
+        # Writes wait while the memtable is flushed (so no WAL record of this database remains to be replayed
+        # into a later namesake) and the database is removed.
+        with self._maintenance, self._lock:
+            if not self.catalog.has_database(tenant, name):
                 if if_exists:
                     return
                 raise errors.database_not_found(name)
-            self.flush()  # so that no WAL record of this database is replayed into a later namesake
-            with self._lock:
-                del self.catalog.tenants[tenant][name]
-                self.catalog.save()
-                self.memtable.drop(lambda key: key[0] == tenant and key[1] == name)
-                self._replace_files([f for f in self.manifest.files if f.tenant == tenant and f.database == name], [])
+            self.flush()
+            del self.catalog.tenants[tenant][name]
+            self.catalog.save()
+            self.memtable.drop(lambda key: key[0] == tenant and key[1] == name)
+            self._replace_files([f for f in self.manifest.files if f.tenant == tenant and f.database == name], [])
         self._delete_obsolete()
 
     def update_database(self, tenant: str, name: str, change: Callable[[Database], None]) -> None:
@@ -510,21 +511,19 @@ class Engine:
             self.catalog.save()
 
     def drop_table(self, tenant: str, database: str, name: str, if_exists: bool = False) -> None:
-        with self._maintenance:
-            with self._lock:
-                db = self.catalog.database(tenant, database)
-                if name not in db.tables:
-                    if if_exists:
-                        return
-                    raise errors.table_not_found(tenant, database, name)
+        with self._maintenance, self._lock:  # as in drop_database
+            db = self.catalog.database(tenant, database)
+            if name not in db.tables:
+                if if_exists:
+                    return
+                raise errors.table_not_found(tenant, database, name)
             self.flush()
-            with self._lock:
-                del db.tables[name]
-                self.catalog.save()
-                self.memtable.drop(lambda key: key == (tenant, database, name))
-                self._replace_files(
-                    [f for f in self.manifest.files if (f.tenant, f.database, f.table) == (tenant, database, name)], []
-                )
+            del db.tables[name]
+            self.catalog.save()
+            self.memtable.drop(lambda key: key == (tenant, database, name))
+            self._replace_files(
+                [f for f in self.manifest.files if (f.tenant, f.database, f.table) == (tenant, database, name)], []
+            )
         self._delete_obsolete()
 
     def alter_table(self, tenant: str, database: str, name: str, change: Callable[[Table], None]) -> None:
