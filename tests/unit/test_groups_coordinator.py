@@ -12,6 +12,7 @@ import pytest
 from tidepool.broker.groups import coordinator as gc
 from tidepool.broker.groups.coordinator import GroupConfig, GroupCoordinator
 from tidepool.broker.groups.store import OffsetStore
+from tidepool.errors import TidepoolError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -304,3 +305,15 @@ def test_delete_groups_refuses_active_groups(tmp_path: Path) -> None:
         assert a.error == 0
 
     run(body, tmp_path)
+
+
+def test_settings_come_from_the_broker_context_then_the_environment() -> None:
+    class Context:
+        initial_rebalance_delay_ms = 0
+
+    environ = {"TIDEPOOL_GROUP_INITIAL_REBALANCE_DELAY_MS": "500", "TIDEPOOL_GROUP_OFFSETS_RETENTION_MS": "60000"}
+    config = GroupConfig.from_context(Context(), environ)
+    assert (config.initial_rebalance_delay_ms, config.offsets_retention_ms) == (0, 60000)
+    assert GroupConfig.from_context(object(), {}) == GroupConfig()
+    with pytest.raises(TidepoolError, match="TIDEPOOL_GROUP_MIN_SESSION_TIMEOUT_MS must be a whole number"):
+        GroupConfig.from_context(object(), {"TIDEPOOL_GROUP_MIN_SESSION_TIMEOUT_MS": "6s"})

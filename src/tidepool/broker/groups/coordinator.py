@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from tidepool.broker.groups.consumer_protocol import subscribed_topics
 from tidepool.broker.groups.store import CommittedOffset, OffsetStore
+from tidepool.errors import TidepoolError
 from tidepool.logs import get_logger
 
 log = get_logger("broker.groups")
@@ -61,10 +64,27 @@ class GroupConfig:
     max_metadata_bytes: int = 4096
 
     @classmethod
-    def from_context(cls, context: object) -> GroupConfig:
-        """Settings the broker's context may carry as attributes of the same names; the rest default."""
-        values = {name: getattr(context, name) for name in cls.__dataclass_fields__ if hasattr(context, name)}
-        return cls(**{name: int(value) for name, value in values.items() if value is not None})
+    def from_context(cls, context: object, environ: Mapping[str, str] = os.environ) -> GroupConfig:
+        """Each setting from the broker context's attribute of the same name, else from the environment variable
+        TIDEPOOL_GROUP_<NAME> (e.g. TIDEPOOL_GROUP_INITIAL_REBALANCE_DELAY_MS=0), else the default."""
+        values: dict[str, int] = {}
+        for name in cls.__dataclass_fields__:
+            value = getattr(context, name, None)
+            source = name
+            if value is None:
+                source = f"TIDEPOOL_GROUP_{name.upper()}"
+                value = environ.get(source)
+            if value is None:
+                continue
+            try:
+                values[name] = int(value)
+            except ValueError:
+                raise TidepoolError(
+                    f"{source} must be a whole number of milliseconds or bytes, got {value!r}", 2
+                ) from None
+            if values[name] < 0:
+                raise TidepoolError(f"{source} must not be negative, got {value!r}", 2)
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
