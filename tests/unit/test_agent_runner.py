@@ -212,3 +212,22 @@ async def test_input_fieldexclude_and_metrics_without_fields_are_dropped(sink: S
     await _until(lambda: source.delivered == [0])
     await agent.stop()
     assert sink.lines() == [b"m,host=buoy pressure=2 5"]
+
+
+@with_sink
+async def test_internal_input_writes_the_agents_counters_as_metrics(sink: Sink) -> None:
+    from tidepool.agent.plugins.inputs.internal import InternalInput
+
+    output = HTTPOutput(InfluxSerializer(), url=sink.url)
+    agent, source, running_output = _agent(output, [[_metric(i) for i in range(4)]])
+    agent.built.inputs.append(RunningInput("inputs.internal", InternalInput(0.1)))
+    await agent.start()
+    await _until(lambda: any(line.startswith(b"internal_write,") for line in sink.lines()))
+    await agent.stop()
+    lines = sink.lines()
+    gather = next(line for line in lines if line.startswith(b"internal_gather,") and b"input=test" in line)
+    assert b"metrics_gathered=4i" in gather
+    write = next(line for line in lines if line.startswith(b"internal_write,"))
+    assert write.startswith(b"internal_write,host=buoy,output=http ")
+    assert b"buffer_limit=10000i" in write
+    assert any(line.startswith(b"internal_agent,host=buoy ") for line in lines)

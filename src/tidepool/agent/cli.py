@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import signal
 import sys
 from dataclasses import dataclass
@@ -136,6 +137,18 @@ async def _run(opts: RunOptions) -> int:
         built = new_built
 
 
+def _log_to_file(path: str) -> None:
+    """[agent] logfile: append the same lines to a file, besides stderr."""
+    root = logging.getLogger()
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise TidepoolError(f"cannot open logfile {path}: {exc.strerror}", 1) from None
+    if root.handlers:
+        handler.setFormatter(root.handlers[0].formatter)
+    root.addHandler(handler)
+
+
 @click.command("agent", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "-config", "configs", multiple=True, metavar="FILE",
               help="Telegraf configuration file (repeatable).")
@@ -181,6 +194,8 @@ def agent(
         probe = config_module.load(opts.configs, opts.directories)
         if not (debug or quiet) and (probe.agent.debug or probe.agent.quiet):
             setup_logging("debug" if probe.agent.debug else "error")
+        if probe.agent.logfile:
+            _log_to_file(probe.agent.logfile)
         # Buffered metrics hold no reference cycles, but thousands of live dicts make the cyclic collector rescan
         # them on nearly every poll; collecting less often cut the per-message CPU time by more than half.
         gc.set_threshold(100_000, 50, 100)

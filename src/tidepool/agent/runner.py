@@ -199,7 +199,7 @@ def build(
     for table in config.inputs:
         if input_filter and table.name not in input_filter:
             continue
-        opts = PluginOptions(table.table, table.full_name)
+        opts = PluginOptions({"interval": settings.interval, **table.table}, table.full_name)
         factory = INPUTS.get(table.name)
         parser = None
         if table.name in PARSER_INPUTS:
@@ -292,6 +292,9 @@ class InputAccumulator:
     def set_gauge(self, gauge: str, value: float) -> None:
         self.running.counters.set(gauge, value)
 
+    def agent_stats(self) -> list[tuple[str, dict[str, str], dict[str, float]]]:
+        return self.agent.snapshot()
+
 
 class Agent:
     """One configured agent: start inputs, run the output loops, stop with a final flush."""
@@ -376,14 +379,30 @@ class Agent:
     def snapshot(self) -> list[tuple[str, dict[str, str], dict[str, float]]]:
         """(measurement, tags, fields) of the agent's counters, in the shape of Telegraf's inputs.internal."""
         rows: list[tuple[str, dict[str, str], dict[str, float]]] = []
+        totals = {"metrics_gathered": 0.0, "metrics_written": 0.0, "metrics_filtered": 0.0, "errors": 0.0}
         for running in self.built.inputs:
-            rows.append(("internal_gather", {"input": running.plugin_id}, dict(running.counters.values)))
+            values = dict(running.counters.values)
+            totals["metrics_gathered"] += values.get("metrics_gathered", 0)
+            totals["metrics_filtered"] += values.get("metrics_filtered", 0)
+            rows.append(("internal_gather", _plugin_tags("input", running.plugin_id), values))
         for output in self.built.outputs:
-            values: dict[str, float] = dict(output.counters.values)
+            values = dict(output.counters.values)
             values["buffer_size"] = len(output.buffer)
             values["buffer_limit"] = output.buffer_limit
-            rows.append(("internal_write", {"output": output.plugin_id}, values))
+            totals["metrics_written"] += values.get("metrics_written", 0)
+            totals["errors"] += values.get("errors", 0)
+            rows.append(("internal_write", _plugin_tags("output", output.plugin_id), values))
+        rows.insert(0, ("internal_agent", {}, totals))
         return rows
+
+
+def _plugin_tags(kind: str, plugin_id: str) -> dict[str, str]:
+    """`inputs.kafka_consumer::sea` → {"input": "kafka_consumer", "alias": "sea"}, as Telegraf tags them."""
+    name, _, alias = plugin_id.partition("::")
+    tags = {kind: name.partition(".")[2]}
+    if alias:
+        tags["alias"] = alias
+    return tags
 
 
 def prometheus_text(agent: Agent) -> str:
@@ -393,7 +412,10 @@ def prometheus_text(agent: Agent) -> str:
         labels = ",".join(f'{k}="{v}"' for k, v in tags.items())
         for name, value in values.items():
             family = f"tidepool_agent_{measurement.removeprefix('internal_')}_{name}"
-            families.setdefault(family, []).append(f"{family}{{{labels}}} {value:g}")
+            if not labels and family.startswith("tidepool_agent_agent_"):
+                family = family.replace("tidepool_agent_agent_", "tidepool_agent_", 1)
+            text = str(int(value)) if float(value).is_integer() else repr(float(value))
+            families.setdefault(family, []).append(f"{family}{{{labels}}} {text}")
     lines: list[str] = []
     for family, samples in sorted(families.items()):
         kind = "gauge" if family.endswith(("lag", "size", "limit", "messages")) else "counter"

@@ -48,6 +48,10 @@ class Accumulator(Protocol):
 
     def set_gauge(self, gauge: str, value: float) -> None: ...
 
+    def agent_stats(self) -> list[tuple[str, dict[str, str], dict[str, float]]]:
+        """(measurement, tags, fields) of the agent's counters, as Telegraf's inputs.internal reports them."""
+        ...
+
 
 class Input(Protocol):
     def start(self, acc: Accumulator) -> None: ...

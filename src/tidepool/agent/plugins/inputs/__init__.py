@@ -1,4 +1,4 @@
-"""Inputs, keyed by Telegraf's names: kafka_consumer."""
+"""Inputs, keyed by Telegraf's names: kafka_consumer, internal."""
 
 from collections.abc import Callable
 
@@ -10,6 +10,6 @@ INPUTS: Registry[InputFactory] = Registry("inputs")
 # Inputs that read a payload format: the loader builds their parser from `data_format` (default influx).
 PARSER_INPUTS: set[str] = set()
 
-from tidepool.agent.plugins.inputs import kafka_consumer  # noqa: E402  (registration side effect)
+from tidepool.agent.plugins.inputs import internal, kafka_consumer  # noqa: E402  (registration side effect)
 
-__all__ = ["INPUTS", "PARSER_INPUTS", "InputFactory", "kafka_consumer"]
+__all__ = ["INPUTS", "PARSER_INPUTS", "InputFactory", "internal", "kafka_consumer"]
