@@ -3,6 +3,7 @@ single-node KRaft Apache Kafka (the scale-out path)."""
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import uuid
@@ -114,6 +115,15 @@ def test_kafka_console_producer_and_consumer_work_on_tidepool(tidepool: BrokerPr
         )
     )
     assert consumed.splitlines() == [f"k{i}|{line}" for i, line in enumerate(lines)]
+    if importlib.util.find_spec("tidepool.broker.groups.api") is not None:
+        # kafka-console-consumer's usual form: in a (generated) consumer group
+        grouped = ok(
+            run_tool(
+                CONSOLE_CONSUMER,
+                [*server, "--topic", "java-io", "--from-beginning", "--max-messages", "20", "--timeout-ms", "20000"],
+            )
+        )
+        assert grouped.splitlines() == lines
     timestamps = record_timestamps(tidepool.bootstrap, "java-io", 20)
     first_newest = timestamps.index(max(timestamps))
     for time_spec, offset in (("-2", 0), ("-1", 20), ("-3", first_newest)):

@@ -308,3 +308,37 @@ def test_a_message_near_the_size_limit_reaches_a_consumer_with_small_fetch_limit
     values = [m.value for _, m in zip(range(2), consumer, strict=False)]
     consumer.close()
     assert values == [big, b"after"], "a batch larger than the fetch limits is still returned whole (KIP-74)"
+
+
+def test_keyed_messages_over_several_partitions_keep_per_partition_order(broker: BrokerProcess) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("keyed", num_partitions=4, replication_factor=1)])["keyed"].result(10)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    total = 4000
+    for i in range(total):
+        producer.produce("keyed", key=b"sensor-%d" % (i % 13), value=b"%d" % i)
+        producer.poll(0)
+    assert producer.flush(20) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition("keyed", p, OFFSET_BEGINNING) for p in range(4)])
+    by_partition: dict[int, list[tuple[int, bytes, int]]] = {}
+    received = 0
+    for _ in range(200):
+        for msg in consumer.consume(total, 0.2):
+            assert msg.error() is None
+            by_partition.setdefault(msg.partition(), []).append((msg.offset(), msg.key(), int(msg.value())))
+            received += 1
+        if received >= total:
+            break
+    consumer.close()
+    assert received == total and len(by_partition) > 1
+    seen: dict[bytes, int] = {}
+    for rows in by_partition.values():
+        assert [r[0] for r in rows] == list(range(len(rows))), "offsets contiguous per partition"
+        for _, key, value in rows:
+            assert value > seen.get(key, -1), "a key's messages keep their order"
+            seen[key] = value
+    assert sorted(v for rows in by_partition.values() for _, _, v in rows) == list(range(total))
