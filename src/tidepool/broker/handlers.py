@@ -148,22 +148,30 @@ class BrokerHandlers:
         for topic_data in request.topic_data:
             partitions = []
             for partition_data in topic_data.partition_data:
-                result = self._append(topic_data.name, partition_data.index, partition_data.records, acks)
-                partitions.append(result)
-                if result.pop("_log", None) is not None:
-                    touched.append(self.logs.get(topic_data.name, partition_data.index))  # type: ignore[arg-type]
+                entry, appended_to = self._append(topic_data.name, partition_data.index, partition_data.records, acks)
+                partitions.append(entry)
+                if appended_to is not None:
+                    touched.append(appended_to)
             responses.append({"name": topic_data.name, "partition_responses": partitions})
         if touched:
             if self.config.fsync == "always" and acks != 0:
                 await asyncio.to_thread(_sync_all, touched)
-            self._appended.set()
-            self._appended = asyncio.Event()
+            self._wake_fetchers()
         if acks == 0:
             return None
         return _response(request, PRODUCE, {"responses": responses})
 
-    def _append(self, topic: str, partition: int, records: bytes | None, acks: int) -> dict[str, Any]:
-        def failure(code: int, message: str | None = None) -> dict[str, Any]:
+    def _wake_fetchers(self) -> None:
+        """Wake every parked Fetch so it looks again (after an append, or a topic deletion)."""
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    def _append(
+        self, topic: str, partition: int, records: bytes | None, acks: int
+    ) -> tuple[dict[str, Any], PartitionLog | None]:
+        """The partition's produce response entry, and its log if something was appended to it."""
+
+        def failure(code: int, message: str | None = None) -> tuple[dict[str, Any], None]:
             return {
                 "index": partition,
                 "error_code": code,
@@ -172,7 +180,7 @@ class BrokerHandlers:
                 "log_start_offset": -1,
                 "record_errors": [],
                 "error_message": message,
-            }
+            }, None
 
         if acks not in (-1, 0, 1):
             return failure(ErrorCode.invalid_required_acks)
@@ -191,7 +199,7 @@ class BrokerHandlers:
         result = partition_log.append(bytes(records), headers)
         if result.error_code:
             return failure(result.error_code, result.message)
-        return {
+        entry = {
             "index": partition,
             "error_code": 0,
             "base_offset": result.base_offset,
@@ -199,8 +207,8 @@ class BrokerHandlers:
             "log_start_offset": partition_log.log_start_offset,
             "record_errors": [],
             "error_message": None,
-            "_log": partition_log,
         }
+        return entry, partition_log
 
     # ---- Fetch ----------------------------------------------------------------------------------------------
 
@@ -358,8 +366,7 @@ class BrokerHandlers:
                 except TopicError as exc:
                     entry.update(error_code=exc.error_code, error_message=exc.message)
             responses.append(entry)
-        self._appended.set()
-        self._appended = asyncio.Event()
+        self._wake_fetchers()
         return _response(request, DELETE_TOPICS, {"responses": responses})
 
     async def create_partitions(self, header: Any, request: Any) -> Any:

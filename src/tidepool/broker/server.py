@@ -16,6 +16,7 @@ Handler-table contract (shared with `tidepool.broker.groups`):
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tidepool.broker.config import BrokerConfig
+from tidepool.broker.handlers import BrokerHandlers
 from tidepool.broker.log.manager import LogManager
 from tidepool.broker.log.partition import PartitionLog
 from tidepool.broker.protocol.codec import Rejection, decode_request, encode_response
@@ -74,8 +76,6 @@ def cluster_id(data_dir: Path) -> str:
         for line in path.read_text().splitlines():
             if line.startswith("cluster.id="):
                 return line.partition("=")[2].strip()
-    import base64
-
     value = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     path.write_text(f"version=1\ncluster.id={value}\n")
     return value
@@ -83,8 +83,6 @@ def cluster_id(data_dir: Path) -> str:
 
 class BrokerServer:
     def __init__(self, config: BrokerConfig) -> None:
-        from tidepool.broker.handlers import BrokerHandlers
-
         self.config = config
         self.logs = LogManager(config.data_dir, config.log, log.info)
         self.cluster_id = cluster_id(config.data_dir)

@@ -248,9 +248,3 @@ def _illegal_null(entity: Any) -> bool:
             if any(_illegal_null(child) for child in children):
                 return True
     return False
-
-
-def has_field(cls_or_obj: Any, name: str) -> bool:
-    """Whether an entity (or entity class) of this version has field `name`."""
-    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
-    return any(spec.name == name for spec in _specs(cls))

@@ -51,8 +51,3 @@ class FrameBuffer:
 
     def pending_bytes(self) -> int:
         return len(self._buf) - self._pos
-
-
-def frame(payload: bytes) -> bytes:
-    """Prefix `payload` with its int32 size."""
-    return _SIZE.pack(len(payload)) + payload
