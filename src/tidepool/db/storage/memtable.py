@@ -95,22 +95,48 @@ def dedup(table: pa.Table, tags: list[str]) -> pa.Table:
     """
     if table.num_rows == 0:
         return table
-    keys = [*tags, "time"]
-    order = [(name, "ascending", "at_start") for name in keys]
-    indices = pc.sort_indices(table, sort_keys=order)
-    ordered = table.take(indices)  # stable sort: rows of one key stay in write order
-    if not _has_adjacent_duplicates(ordered, keys):
-        return ordered
-    fields = [n for n in table.column_names if n not in keys]
-    if not fields:
-        grouped = ordered.group_by(keys, use_threads=False).aggregate([])
-    else:
-        grouped = ordered.group_by(keys, use_threads=False).aggregate(
-            [(name, "last", pc.ScalarAggregateOptions(skip_nulls=True)) for name in fields]
+    series = series_ids(table, tags)
+    keyed = table.append_column(_SERIES, series)
+    order = [(_SERIES, "ascending"), ("time", "ascending")]
+    ordered = keyed.take(pc.sort_indices(keyed, sort_keys=order))  # stable: one key's rows stay in write order
+    if _has_adjacent_duplicates(ordered, [_SERIES, "time"]):
+        fields = [n for n in table.column_names if n not in tags and n != "time"]
+        ordered = ordered.append_column(_ROW, pa.array(range(ordered.num_rows), pa.int64()))
+        grouped = ordered.group_by([_SERIES, "time"], use_threads=False).aggregate(
+            [(name, "last", pc.ScalarAggregateOptions(skip_nulls=True)) for name in fields] + [(_ROW, "min")]
         )
-        grouped = grouped.rename_columns([c if c in keys else c.removesuffix("_last") for c in grouped.column_names])
-    merged = grouped.select(table.column_names).cast(table.schema)
-    return merged.take(pc.sort_indices(merged, sort_keys=order))
+        grouped = grouped.take(pc.sort_indices(grouped, sort_keys=order))
+        first_rows = grouped.column(f"{_ROW}_min")
+        columns = {name: ordered.column(name).take(first_rows) for name in tags}  # equal within a group
+        columns.update({name: grouped.column(f"{name}_last") for name in fields})
+        columns["time"] = grouped.column("time")
+        return pa.table([columns[name] for name in table.column_names], schema=table.schema)
+    return ordered.select(table.column_names).cast(table.schema)
+
+
+_SERIES = "__series"
+_ROW = "__row"
+
+
+def series_ids(table: pa.Table, tags: list[str]) -> pa.Array:
+    """A dense int64 id per row that orders rows as their tag values do (tags in the given order, null first):
+    equal ids mean the same series. Linear: each tag is hashed, only its distinct values are sorted."""
+    ids = pa.nulls(table.num_rows, pa.int64()).fill_null(0)
+    for name in tags:
+        ranks = _dense_ranks(table.column(name).combine_chunks())  # 0 = null, then 1.. in value order
+        width = pc.max(ranks).as_py() + 1
+        ids = _dense_ranks(pc.add(pc.multiply(ids, width), ranks))
+    return ids
+
+
+def _dense_ranks(values: pa.Array) -> pa.Array:
+    """For each value, 1 + its position among the sorted distinct values; 0 for null."""
+    encoded = values.dictionary_encode()
+    dictionary = encoded.dictionary
+    order = pc.sort_indices(dictionary)
+    rank_of_entry = pc.add(pc.sort_indices(order), 1)  # order is a permutation: sorting it inverts it
+    ranks = pc.take(rank_of_entry, encoded.indices)
+    return pc.fill_null(ranks, 0).cast(pa.int64())
 
 
 def _has_adjacent_duplicates(table: pa.Table, keys: list[str]) -> bool:
@@ -119,10 +145,7 @@ def _has_adjacent_duplicates(table: pa.Table, keys: list[str]) -> bool:
     same: pa.Array | None = None
     for name in keys:
         column = table.column(name).combine_chunks()
-        head, tail = column.slice(0, len(column) - 1), column.slice(1)
-        equal = pc.equal(head, tail)
-        both_null = pc.and_(pc.is_null(head), pc.is_null(tail))
-        equal = pc.or_kleene(pc.fill_null(equal, False), both_null)
+        equal = pc.equal(column.slice(0, len(column) - 1), column.slice(1))
         same = equal if same is None else pc.and_(same, equal)
     assert same is not None
     return bool(pc.any(same).as_py())
