@@ -604,7 +604,7 @@ def client_versions() -> dict[str, str]:
 def kcat_binary() -> str:
     binary = shutil.which("kcat") or shutil.which("kafkacat")
     if binary is None:
-        raise PeerUnavailable("kcat not found (apt-get install -y kcat)")
+        raise PeerUnavailable("kcat not found (sudo bench/peers/install.sh)")
     return binary
 
 

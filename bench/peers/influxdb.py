@@ -57,7 +57,7 @@ class InfluxDB(ServerProcess):
         super().__init__(work_dir)
         binary = shutil.which("influxd")
         if binary is None:
-            raise PeerUnavailable("influxd not found (apt-get install -y influxdb)")
+            raise PeerUnavailable("influxd not found (sudo bench/peers/install.sh)")
         self.binary = binary
         self.http_port, self.rpc_port = free_ports(2)
         self.config_path = self.work_dir / "influxdb.conf"

@@ -24,7 +24,7 @@ class VictoriaMetrics(ServerProcess):
         super().__init__(work_dir)
         binary = shutil.which("victoria-metrics")
         if binary is None:
-            raise PeerUnavailable("victoria-metrics not found (apt-get install -y victoria-metrics)")
+            raise PeerUnavailable("victoria-metrics not found (sudo bench/peers/install.sh)")
         self.binary = binary
         self.port = free_port()
 
