@@ -146,6 +146,16 @@ def produce(bootstrap: str, topic: str, count: int, rate: float = 0.0, sent: boo
     return time.monotonic() - started
 
 
+def create_topic(bootstrap: str, topic: str) -> None:
+    """Create the topic before the agent subscribes: a subscription to a missing topic waits for a metadata
+    refresh, which would count as latency of the first messages."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, 1)]).values():
+        future.result(30)
+
+
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -215,6 +225,7 @@ def main() -> None:
             sink_stats(sink_port, reset=True)
             config = CONFIG.format(agent=SETTINGS["low latency"][0], broker=broker.bootstrap, topic=topic,
                                    group=f"bench-{topic}", extra=SETTINGS["low latency"][1], sink=sink_port)
+            create_topic(broker.bootstrap, topic)
             agent = Agent(workdir, config, topic)
             time.sleep(3)  # joined and assigned before the clock starts
             cpu_before = proc_cpu_seconds(agent.proc.pid)

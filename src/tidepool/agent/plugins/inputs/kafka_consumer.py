@@ -239,7 +239,7 @@ class KafkaConsumerInput:
         for message in messages:
             error = message.error()
             if error is not None:
-                if not error.retriable() or error.fatal():
+                if error.fatal():
                     log.error("%s: consume: %s", self.plugin_id, error)
                 else:
                     log.warning("%s: consume: %s", self.plugin_id, error)
