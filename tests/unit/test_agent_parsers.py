@@ -40,6 +40,14 @@ def test_name_key_and_time_key() -> None:
     assert (metric.name, metric.time, metric.fields) == ("buoy", 1_700_000_000_123_000_000, {"v": 2.0})
 
 
+def test_integer_unix_ns_time_key_is_exact() -> None:
+    parser = JSONParser("m", tag_keys=["station_id"], time_key="time", time_format="unix_ns")
+    first, second = (parser.parse(b'{"station_id": "s1", "time": %d, "v": 1}' % t)[0]
+                     for t in (1_795_610_000_123_456_789, 1_795_610_000_123_456_790))
+    assert (first.time, second.time) == (1_795_610_000_123_456_789, 1_795_610_000_123_456_790)
+    assert first.tags == {"station_id": "s1"} and "time" not in first.fields
+
+
 def test_time_key_errors_match_telegraf() -> None:
     with pytest.raises(ParseError, match="use of 'json_time_key' requires 'json_time_format'"):
         JSONParser("m", time_key="ts").parse(b'{"ts": 1, "v": 1}')

@@ -7,7 +7,8 @@ Options (read from the input's table):
   json_string_fields  globs: string/bool values kept as fields (otherwise dropped)
   json_name_key       key whose string value names the metric (default: the input's name, "kafka_consumer")
   json_time_key       key holding the timestamp (requires json_time_format); removed from the fields
-  json_time_format    unix | unix_ms | unix_us | unix_ns | Go named layout (rfc3339, …) | Go layout
+  json_time_format    unix | unix_ms | unix_us | unix_ns | Go named layout (rfc3339, …) | Go layout; an integer
+                      time (top-level key) is read exactly, not through float64 as Telegraf does
   json_timezone       zone for layouts without offset: "" (UTC), "Local" or an IANA name
   json_strict         with an array, one bad element fails the whole payload (default true)
 Telegraf's rules: nested keys join with `_` (`a.b` → `a_b`, `a[0]` → `a_0`); every number is a float; null is
@@ -193,8 +194,12 @@ class JSONParser:
                 raise ParseError("use of 'json_time_key' requires 'json_time_format'")
             if fields.get(self.time_key) is None:
                 raise ParseError("'json_time_key' could not be found")
+            value = fields.pop(self.time_key)
+            exact = document.get(self.time_key)
+            if type(exact) is int:
+                value = exact  # the integer as sent: float64 would round unix_ns to 256 ns steps
             try:
-                timestamp = parse_timestamp(self.time_format, fields.pop(self.time_key), self.timezone)
+                timestamp = parse_timestamp(self.time_format, value, self.timezone)
             except TimestampError as exc:
                 raise ParseError(str(exc)) from None
         tags: dict[str, str] = {}
