@@ -317,3 +317,23 @@ def test_settings_come_from_the_broker_context_then_the_environment() -> None:
     assert GroupConfig.from_context(object(), {}) == GroupConfig()
     with pytest.raises(TidepoolError, match="TIDEPOOL_GROUP_MIN_SESSION_TIMEOUT_MS must be a whole number"):
         GroupConfig.from_context(object(), {"TIDEPOOL_GROUP_MIN_SESSION_TIMEOUT_MS": "6s"})
+
+
+def test_offsets_of_a_deleted_topic_are_dropped_so_a_recreated_topic_starts_fresh(tmp_path: Path) -> None:
+    topics = {"kept": 2, "deleted": 2}
+
+    async def body(c: GroupCoordinator) -> None:
+        c.commit_offsets("g", -1, "", None, [("kept", 0, 4, -1, None), ("deleted", 1, 50, -1, None)])
+        del topics["deleted"]
+        assert list(c.fetch_offsets("g", None)) == [("kept", 0)]
+        topics["deleted"] = 2  # recreated: its old offset must not come back
+        assert c.fetch_offsets("g", [("deleted", 1)]) == {("deleted", 1): None}
+
+    async def main() -> None:
+        c = GroupCoordinator(OffsetStore(tmp_path), FAST, topics.get)
+        try:
+            await body(c)
+        finally:
+            c.close()
+
+    asyncio.run(main())

@@ -66,7 +66,7 @@ def register(
 ) -> Callable[[], Awaitable[None]]:
     """Serve the group APIs from `context.data_dir / "__groups"`; returns the shutdown coroutine."""
     store = OffsetStore(Path(context.data_dir) / "__groups")
-    coordinator = GroupCoordinator(store, GroupConfig.from_context(context))
+    coordinator = GroupCoordinator(store, GroupConfig.from_context(context), context.topic_partitions)
     api = GroupApi(coordinator, context)
     handlers: dict[int, Handler] = {
         8: api.offset_commit,

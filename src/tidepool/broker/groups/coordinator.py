@@ -14,7 +14,7 @@ import base64
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -202,9 +202,17 @@ def _now_ms() -> int:
 class GroupCoordinator:
     """All groups of one broker; the one coordinator for every group id (single node)."""
 
-    def __init__(self, store: OffsetStore, config: GroupConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: OffsetStore,
+        config: GroupConfig | None = None,
+        partition_count: Callable[[str], int | None] | None = None,
+    ) -> None:
+        """`partition_count(topic)` (None: no such topic) lets offsets of deleted topics be dropped, as Kafka
+        drops them when a topic is deleted; without it every stored offset is kept."""
         self.store = store
         self.config = config or GroupConfig()
+        self.partition_count = partition_count
         self.groups: dict[str, Group] = {}
         self._started = False
         self._retention_timer: asyncio.TimerHandle | None = None
@@ -689,10 +697,28 @@ class GroupCoordinator:
     ) -> dict[tuple[str, int], CommittedOffset | None]:
         """Committed offsets of `partitions` (None: every committed one); None where nothing is committed."""
         self._ensure_started()
-        committed = self.store.fetch(group_id) if group_id in self.groups else {}
+        committed = self._committed(group_id) if group_id in self.groups else {}
         if partitions is None:
             return dict(sorted(committed.items()))
         return {tp: committed.get(tp) for tp in partitions}
+
+    def _committed(self, group_id: str) -> dict[tuple[str, int], CommittedOffset]:
+        """The group's stored offsets, minus (and purging) those of partitions that no longer exist."""
+        committed = self.store.fetch(group_id)
+        if self.partition_count is None:
+            return committed
+        counts: dict[str, int | None] = {}
+        gone = []
+        for topic, partition in committed:
+            if topic not in counts:
+                counts[topic] = self.partition_count(topic)
+            count = counts[topic]
+            if count is None or partition >= count:
+                gone.append((topic, partition))
+        if gone:
+            self.store.delete_offsets(group_id, gone)
+            log.info("group %s: dropped offsets of %d partitions that no longer exist", group_id, len(gone))
+        return {tp: offset for tp, offset in committed.items() if tp not in gone}
 
     def delete_offsets(
         self, group_id: str, partitions: list[tuple[str, int]]
@@ -776,7 +802,7 @@ class GroupCoordinator:
                 continue
             if now_ms - group.state_since_ms >= retention:
                 dropped += self.store.expire(group.group_id, now_ms - retention)
-            if not self.store.fetch(group.group_id):
+            if not self._committed(group.group_id):
                 self._drop(group, "no members and no committed offsets, removed")
         if dropped:
             log.info("expired %d committed offsets", dropped)
