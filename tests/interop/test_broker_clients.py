@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,8 +225,6 @@ def test_aiokafka_idempotent_producer_is_accepted(broker: BrokerProcess) -> None
 
 
 def tidepool_cli(*args: str, input: str | None = None) -> str:
-    import sys
-
     result = subprocess.run(
         [sys.executable, "-m", "tidepool", *args], input=input, capture_output=True, text=True, timeout=60
     )
@@ -342,3 +341,53 @@ def test_keyed_messages_over_several_partitions_keep_per_partition_order(broker:
             assert value > seen.get(key, -1), "a key's messages keep their order"
             seen[key] = value
     assert sorted(v for rows in by_partition.values() for _, _, v in rows) == list(range(total))
+
+
+def test_console_tools_carry_keys_and_print_them(broker: BrokerProcess) -> None:
+    server = ["--bootstrap-server", broker.bootstrap]
+    tidepool_cli(
+        "console-producer",
+        *server,
+        "--topic",
+        "console-keys",
+        "--property",
+        "parse.key=true",
+        "--property",
+        "key.separator=:",
+        input="buoy-1:21.5\nbuoy-2:19.0\nbuoy-1:21.7\n",
+    )
+    printed = tidepool_cli(
+        "console-consumer",
+        *server,
+        "--topic",
+        "console-keys",
+        "--from-beginning",
+        "--max-messages",
+        "3",
+        "--property",
+        "print.key=true",
+        "--property",
+        "print.offset=true",
+        "--property",
+        "key.separator=|",
+    )
+    assert printed.splitlines() == ["Offset:0|buoy-1|21.5", "Offset:1|buoy-2|19.0", "Offset:2|buoy-1|21.7"]
+    missing_separator = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tidepool",
+            "console-producer",
+            *server,
+            "--topic",
+            "console-keys",
+            "--property",
+            "parse.key=true",
+        ],
+        input="no separator here\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing_separator.returncode == 1
+    assert "No key separator found on line" in missing_separator.stderr
