@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -326,3 +327,40 @@ def test_agent_killed_mid_stream_and_restarted_loses_nothing(
     visibilities = {float(line.split(b"visibility=")[1].split(b" ")[0]) for line in lines}
     assert visibilities == {float(i) for i in range(n)}
     assert committed(broker.bootstrap) == n
+
+
+def test_two_agents_share_three_partitions_and_every_message_arrives_once_per_replay(
+    tmp_path: Path, broker: BrokerProcess, sink: SinkProcess
+) -> None:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.create_topics([NewTopic("oceanic", 3)]).values():
+        future.result(30)
+    n = 3000
+    config = tutorial_config(broker.bootstrap, sink.port, extra_input='  timestamp_source = "inner"\n',
+                             agent='  flush_interval = "200ms"')
+    first = AgentProcess(tmp_path, config, name="first").start()
+    second = AgentProcess(tmp_path, config, name="second").start()
+    try:
+        produce(broker.bootstrap, sensor_payloads(n))
+        _until(lambda: len(set(sink.lines())) >= n, 60, "every message")
+        assert first.stop() == 0
+        assert second.stop() == 0
+    finally:
+        first.kill()
+        second.kill()
+    lines = sink.lines()
+    assert len(set(lines)) == n
+    assert {float(line.split(b"visibility=")[1].split(b" ")[0]) for line in lines} == {float(i) for i in range(n)}
+    from confluent_kafka import Consumer
+
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "telegraf_metrics_consumers"})
+    try:
+        offsets = consumer.committed([TopicPartition("oceanic", p) for p in range(3)], timeout=10)
+    finally:
+        consumer.close()
+    assert sum(tp.offset for tp in offsets) == n
+    for agent in (first, second):  # both took part: each was given partitions at some point
+        assert re.search(r"assigned oceanic\[\d\]", agent.log_text()), agent.log_text()
