@@ -145,6 +145,14 @@ class HttpApi:
             raise _EmptyStatus(408) from None
         return bytes(body)
 
+    async def _decoded(self, request: web.Request, raw: bytes, limit: int, pool: ThreadPoolExecutor) -> bytes:
+        """The body after its `Content-Encoding`; inflating runs in `pool`, off the event loop."""
+        coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
+        if coding is None or coding == "identity":
+            return raw
+        decoded: bytes = await self._blocking(pool, encoding.decode, raw, coding, limit)
+        return decoded
+
     async def _blocking(self, pool: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
@@ -168,8 +176,7 @@ class HttpApi:
         failed = True
         try:
             raw = await self._read_body(request, self.limits.write_body_bytes)
-            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
-            body = encoding.decode(raw, coding, self.limits.write_body_bytes)
+            body = await self._decoded(request, raw, self.limits.write_body_bytes, self.write_pool)
             tenant = request.query.get("tenant") or DEFAULT_TENANT
             principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
             database = request.query.get("db") or DEFAULT_DATABASE
@@ -197,8 +204,7 @@ class HttpApi:
         failed = True
         try:
             raw = await self._read_body(request, self.limits.write_body_bytes)
-            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
-            body = encoding.decode(raw, coding, self.limits.write_body_bytes)
+            body = await self._decoded(request, raw, self.limits.write_body_bytes, self.write_pool)
             root = self.auth.users.get(ROOT) or UserInfo(ROOT)
             principal = Principal(user=root, tenant=DEFAULT_TENANT, role="owner")
             database = request.query.get("db") or DEFAULT_DATABASE
@@ -224,8 +230,7 @@ class HttpApi:
         failed = True
         try:
             raw = await self._read_body(request, self.limits.query_body_bytes)
-            coding = encoding.content_encoding(request.headers.get("Content-Encoding"))
-            body = encoding.decode(raw, coding, self.limits.query_body_bytes)
+            body = await self._decoded(request, raw, self.limits.query_body_bytes, self.query_pool)
             tenant = request.query.get("tenant") or DEFAULT_TENANT
             principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
             fmt = format_from_accept(request.headers.get("Accept"))
@@ -236,7 +241,7 @@ class HttpApi:
             handled = await self._blocking(self.query_pool, self.auth.handle_statement, principal, sql)
             if handled:
                 failed = False
-                return web.Response(status=200)
+                return web.Response(status=200, headers={"Content-Type": fmt.content_type})
             if system_tables.mentions_system_table(sql):
                 self.auth.require_password_changed(principal)
                 result = await self._blocking(self.query_pool, system_tables.query, self.auth, principal, sql)
