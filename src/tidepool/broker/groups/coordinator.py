@@ -160,14 +160,15 @@ class Group:
     in_initial_delay: bool = False
     joined_during_delay: bool = False
 
-    def transition(self, state: GroupState) -> None:
+    def transition(self, state: GroupState, reason: str = "") -> None:
         if state is not self.state:
             log.info(
-                "group %s: %s → %s (generation %d)",
+                "group %s: %s → %s (generation %d)%s",
                 self.group_id,
                 self.state.value,
                 state.value,
                 self.generation_id,
+                f": {reason}" if reason else "",
             )
             self.state = state
             self.state_since_ms = _now_ms()
@@ -436,8 +437,7 @@ class GroupCoordinator:
         if group.rebalance_timer is not None:
             group.rebalance_timer.cancel()
         initial = group.state is GroupState.EMPTY
-        group.transition(GroupState.PREPARING_REBALANCE)
-        log.info("group %s: rebalance: %s", group.group_id, reason)
+        group.transition(GroupState.PREPARING_REBALANCE, reason)
         rebalance_timeout_ms = max((m.rebalance_timeout_ms for m in group.members.values()), default=0)
         if initial:
             delay = self.config.initial_rebalance_delay_ms
