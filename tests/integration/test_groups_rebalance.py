@@ -39,6 +39,7 @@ def on_revoke(consumer, partitions):
 consumer = Consumer({
     "bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "auto.offset.reset": "earliest",
     "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 300,
+    "reconnect.backoff.max.ms": 500,
     "partition.assignment.strategy": "range",
     **({"group.instance.id": sys.argv[4]} if len(sys.argv) > 4 else {}),
 })
@@ -221,3 +222,33 @@ def test_restarted_static_member_gets_its_partitions_back_without_a_rebalance(br
         for worker in workers:
             worker.proc.kill()
             worker.proc.wait(10)
+
+
+def test_running_consumer_carries_on_across_a_broker_kill_and_restart(tmp_path: Path) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    data_dir, port = tmp_path / "broker", free_port()
+    broker = BrokerProcess(data_dir, port).start()
+    worker = None
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        for future in admin.create_topics([NewTopic("readings", 4, 1)]).values():
+            future.result(10)
+        first = [f"first-{i}" for i in range(20)]
+        produce(broker.bootstrap, "readings", first)
+        worker = Worker(broker.bootstrap, "steady", "readings")
+        wait_until(lambda: len(worker.values) == 20, [worker], 30, "the first messages")
+
+        broker.kill()  # the group's state and offsets must come back from disk
+        broker = BrokerProcess(data_dir, port).start()
+        second = [f"second-{i}" for i in range(20)]
+        produce(broker.bootstrap, "readings", second)
+        wait_until(lambda: len(worker.values) >= 40, [worker], 60, "the messages after the restart")
+        time.sleep(0.5)
+        worker.drain()
+        assert sorted(worker.values) == sorted(first + second), broker.log_tail(20)  # nothing lost or twice
+    finally:
+        if worker is not None:
+            worker.proc.kill()
+            worker.proc.wait(10)
+        broker.stop()
