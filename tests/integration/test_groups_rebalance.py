@@ -247,6 +247,7 @@ def test_running_consumer_carries_on_across_a_broker_kill_and_restart(tmp_path: 
         time.sleep(0.5)
         worker.drain()
         assert sorted(worker.values) == sorted(first + second), broker.log_tail(20)  # nothing lost or twice
+        assert worker.assignments == [[0, 1, 2, 3]]  # the restored Stable group needed no rebalance
     finally:
         if worker is not None:
             worker.proc.kill()
