@@ -188,6 +188,17 @@ def test_inconsistent_protocols_and_bad_session_timeouts_are_refused(tmp_path: P
     run(body, tmp_path)
 
 
+def test_joiner_must_share_a_protocol_with_all_members_not_just_each(tmp_path: Path) -> None:
+    async def body(c: GroupCoordinator) -> None:
+        xy, yz = [("x", b""), ("y", b"")], [("y", b""), ("z", b"")]
+        firsts = [await join(c, protocols=p) for p in (xy, yz)]
+        await asyncio.gather(*(join(c, f.member_id, protocols=p) for f, p in zip(firsts, (xy, yz), strict=True)))
+        assert (await join(c, protocols=[("x", b""), ("z", b"")])).error == gc.INCONSISTENT_GROUP_PROTOCOL
+        assert (await join(c, protocols=[("y", b"")])).error == gc.MEMBER_ID_REQUIRED
+
+    run(body, tmp_path)
+
+
 def test_protocol_chosen_is_the_one_most_members_prefer_among_common_ones(tmp_path: Path) -> None:
     async def body(c: GroupCoordinator) -> None:
         protocols = [[("sticky", b""), ("range", b"")], [("range", b""), ("sticky", b"")], [("range", b"")]]

@@ -177,14 +177,15 @@ class Group:
         return all(member.join_future is not None for member in self.members.values())
 
     def supports(self, protocol_type: str, protocols: list[tuple[str, bytes]]) -> bool:
+        """Kafka's rule: a joiner must offer a protocol that *every* current member supports."""
         if not protocol_type or not protocols:
             return False
         if not self.members:
             return True
         if protocol_type != self.protocol_type:
             return False
-        names = {name for name, _ in protocols}
-        return all(names & {name for name, _ in m.protocols} for m in self.members.values())
+        common = set.intersection(*({name for name, _ in m.protocols} for m in self.members.values()))
+        return bool(common & {name for name, _ in protocols})
 
     def select_protocol(self) -> str:
         """The protocol every member supports that most members list first among those (Kafka's vote)."""
