@@ -348,3 +348,16 @@ def test_offsets_of_a_deleted_topic_are_dropped_so_a_recreated_topic_starts_fres
             c.close()
 
     asyncio.run(main())
+
+
+def test_commit_that_cannot_be_stored_is_a_retriable_error_not_a_crash(tmp_path: Path) -> None:
+    import sqlite3
+
+    async def body(c: GroupCoordinator) -> None:
+        def disk_full(group_id: str, offsets: object) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        c.store.commit = disk_full  # type: ignore[method-assign]
+        assert c.commit_offsets("g", -1, "", None, [("t", 0, 1, -1, None)]) == gc.COORDINATOR_NOT_AVAILABLE
+
+    run(body, tmp_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -690,7 +691,11 @@ class GroupCoordinator:
                 return REBALANCE_IN_PROGRESS
             self._schedule_expiry(group, group.members[member_id])
         if offsets:
-            self.store.commit(group_id, offsets)
+            try:
+                self.store.commit(group_id, offsets)
+            except sqlite3.Error as exc:  # disk full, I/O error: retriable for the client, nothing half-written
+                log.error("group %s: cannot store %d offsets: %s", group_id, len(offsets), exc)
+                return COORDINATOR_NOT_AVAILABLE
         return NONE
 
     def fetch_offsets(
@@ -791,8 +796,12 @@ class GroupCoordinator:
         )
 
     def _retention_check(self) -> None:
-        self.expire_offsets(_now_ms())
-        self._schedule_retention_check()
+        try:
+            self.expire_offsets(_now_ms())
+        except sqlite3.Error as exc:
+            log.error("offset retention check failed, retrying at the next one: %s", exc)
+        finally:
+            self._schedule_retention_check()
 
     def expire_offsets(self, now_ms: int) -> int:
         """Expire offsets of groups empty for the retention period (KIP-211); remove empty groups left bare."""
