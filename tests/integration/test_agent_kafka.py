@@ -364,3 +364,28 @@ def test_two_agents_share_three_partitions_and_every_message_arrives_once_per_re
     assert sum(tp.offset for tp in offsets) == n
     for agent in (first, second):  # both took part: each was given partitions at some point
         assert re.search(r"assigned oceanic\[\d\]", agent.log_text()), agent.log_text()
+
+
+def test_full_buffer_pauses_the_input_instead_of_dropping(tmp_path: Path, broker: BrokerProcess) -> None:
+    sink = SinkProcess(tmp_path)  # not started yet: every write fails
+    n = 8000
+    produce(broker.bootstrap, sensor_payloads(n))
+    config = tutorial_config(broker.bootstrap, sink.port, extra_input="  max_undelivered_messages = 100000\n",
+                             agent='  flush_interval = "100ms"\n  metric_batch_size = 100\n  metric_buffer_limit = 500')
+    agent = AgentProcess(tmp_path, config).start()
+    try:
+        _until(lambda: agent.counters().get("tidepool_agent_write_errors", 0) >= 3, 30, "failing writes")
+        time.sleep(2)
+        counters = agent.counters()
+        # Reading stops at the buffer limit (one poll, at most 2000 messages, may overshoot it); nothing is dropped.
+        assert counters["tidepool_agent_gather_messages_received"] <= 500 + 2000
+        assert counters["tidepool_agent_write_buffer_size"] == counters["tidepool_agent_gather_metrics_gathered"]
+        assert committed(broker.bootstrap) < 0
+        sink.start()
+        _until(lambda: len(sink.lines()) >= n, 60, "every message once the sink is up")
+        _until(lambda: committed(broker.bootstrap) == n, 30, "every offset committed")
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+        sink.kill()
+    assert len(set(sink.lines())) == n

@@ -12,8 +12,8 @@ and a failed write is retried with exponential backoff (capped at flush_interval
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -306,19 +306,29 @@ class Agent:
         self.stopping = asyncio.Event()
         self.accepting = True
         self._tasks: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._in_flight_lock = threading.Lock()
 
     def has_room(self) -> bool:
-        return all(len(o.buffer) < o.buffer_limit for o in self.built.outputs)
+        in_flight = self._in_flight  # handed over by inputs, not yet in the buffers
+        return all(len(o.buffer) + in_flight < o.buffer_limit for o in self.built.outputs)
 
     def submit(self, metrics: list[Metric], on_delivered: Callable[[], None] | None) -> None:
         """Thread-safe hand-over from an input thread to the loop."""
         loop = self.loop
         if loop is None or loop.is_closed():
             return
-        with contextlib.suppress(RuntimeError):  # loop closed during shutdown: not delivered, not committed
+        with self._in_flight_lock:
+            self._in_flight += len(metrics)
+        try:
             loop.call_soon_threadsafe(self._accept, metrics, on_delivered)
+        except RuntimeError:  # loop closed during shutdown: not delivered, so not committed
+            with self._in_flight_lock:
+                self._in_flight -= len(metrics)
 
     def _accept(self, metrics: list[Metric], on_delivered: Callable[[], None] | None) -> None:
+        with self._in_flight_lock:
+            self._in_flight -= len(metrics)
         if not self.accepting:
             return
         if self.on_metrics is not None:
