@@ -361,3 +361,9 @@ def test_commit_that_cannot_be_stored_is_a_retriable_error_not_a_crash(tmp_path:
         assert c.commit_offsets("g", -1, "", None, [("t", 0, 1, -1, None)]) == gc.COORDINATOR_NOT_AVAILABLE
 
     run(body, tmp_path)
+
+
+def test_unreadable_store_stops_with_a_message_that_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "groups.sqlite3").write_bytes(b"not a database, " * 512)
+    with pytest.raises(TidepoolError, match="move it away to start without committed offsets"):
+        OffsetStore(tmp_path)
