@@ -208,3 +208,21 @@ def test_segments_roll_by_age(tmp_path: Path) -> None:
     log.active.created_at -= 61  # the active segment is now older than segment.ms
     append(log, batch(2))
     assert [s.base_offset for s in log.segments] == [0, 4]
+
+
+def test_closed_segments_keep_one_file_descriptor_each(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=1024), clean_shutdown=True)
+    for _ in range(30):
+        append(log, batch(2, size=400))
+    segments = len(log.segments)
+    assert segments >= 10
+    assert open_fds() - before <= segments + 2, "closed segments hold only their .log; the active one its indexes"
+    assert offsets_in(log.read(0, 1 << 20))[0] == (0, 1)
+    log.close()
+    reopened = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=1024), clean_shutdown=True)
+    assert open_fds() - before <= segments + 2
+    assert reopened.log_end_offset == 60

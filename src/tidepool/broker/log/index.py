@@ -1,7 +1,8 @@
 """Sparse indexes of one segment, in Kafka's on-disk formats.
 
 `.index`: (relative offset i32, file position i32) pairs; `.timeindex`: (timestamp i64, relative offset i32) pairs.
-Both are rebuilt from the segment whenever in doubt, so they are a cache, never the truth.
+Both live in memory and are appended to their file as they grow; they are rebuilt from the segment whenever in
+doubt, so they are a cache, never the truth. A sealed index (of a closed segment) holds no open file.
 """
 
 from __future__ import annotations
@@ -11,9 +12,42 @@ import os
 import struct
 from array import array
 from pathlib import Path
+from typing import IO
 
 _OFFSET_ENTRY = struct.Struct(">ii")
 _TIME_ENTRY = struct.Struct(">qi")
+
+
+class _IndexFile:
+    """The append-only file behind an index, opened on first write and closed when sealed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[bytes] | None = None
+
+    def write(self, entry: bytes) -> None:
+        if self._file is None:
+            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open while the segment is active
+        self._file.write(entry)
+
+    def truncate(self) -> None:
+        self.close()
+        with open(self.path, "wb"):
+            pass
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def sync(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class OffsetIndex:
@@ -24,7 +58,7 @@ class OffsetIndex:
         self.base_offset = base_offset
         self._relative = array("q")
         self._positions = array("q")
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the segment
+        self.file = _IndexFile(path)
 
     @classmethod
     def load(cls, path: Path, base_offset: int) -> OffsetIndex:
@@ -41,7 +75,7 @@ class OffsetIndex:
             return
         self._relative.append(relative)
         self._positions.append(position)
-        self._file.write(_OFFSET_ENTRY.pack(relative, position))
+        self.file.write(_OFFSET_ENTRY.pack(relative, position))
 
     def lookup(self, offset: int) -> int:
         """File position of a batch at or before the one holding `offset` (0 if none is indexed)."""
@@ -51,18 +85,7 @@ class OffsetIndex:
     def reset(self) -> None:
         self._relative = array("q")
         self._positions = array("q")
-        self._file.truncate(0)
-        self._file.seek(0)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
+        self.file.truncate()
 
 
 class TimeIndex:
@@ -73,7 +96,7 @@ class TimeIndex:
         self.base_offset = base_offset
         self._timestamps = array("q")
         self._relative = array("q")
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the segment
+        self.file = _IndexFile(path)
 
     @classmethod
     def load(cls, path: Path, base_offset: int) -> TimeIndex:
@@ -99,7 +122,7 @@ class TimeIndex:
             return
         self._timestamps.append(timestamp)
         self._relative.append(relative)
-        self._file.write(_TIME_ENTRY.pack(timestamp, relative))
+        self.file.write(_TIME_ENTRY.pack(timestamp, relative))
 
     def lookup(self, timestamp: int) -> int:
         """An offset at or before the first record with a timestamp >= `timestamp` (base offset if none)."""
@@ -109,15 +132,4 @@ class TimeIndex:
     def reset(self) -> None:
         self._timestamps = array("q")
         self._relative = array("q")
-        self._file.truncate(0)
-        self._file.seek(0)
-
-    def flush(self) -> None:
-        self._file.flush()
-
-    def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
+        self.file.truncate()

@@ -166,7 +166,7 @@ class PartitionLog:
             self.roll()
 
     def roll(self) -> None:
-        self.active.sync()
+        self.active.seal()
         self._add_segment(LogSegment.create(self.directory, self.log_end_offset))
         self._snapshot_producers()
 

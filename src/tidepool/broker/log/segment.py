@@ -70,6 +70,8 @@ class LogSegment:
             segment.created_at = os.path.getmtime(segment.path)
         else:
             segment.recover(verify_crc=False)
+            segment.offset_index.file.close()
+            segment.time_index.file.close()
         return segment
 
     @classmethod
@@ -102,8 +104,8 @@ class LogSegment:
         if truncated:
             os.ftruncate(self._fd, valid_end)
             self.size = valid_end
-        self.offset_index.flush()
-        self.time_index.flush()
+        self.offset_index.file.flush()
+        self.time_index.file.flush()
         return truncated
 
     def scan(self, start: int, end: int, verify_crc: bool) -> Iterator[BatchHeader]:
@@ -215,17 +217,23 @@ class LogSegment:
         return next(((o, t) for o, t in records if t == self.max_timestamp), None)
 
     def flush(self) -> None:
-        self.offset_index.flush()
-        self.time_index.flush()
+        self.offset_index.file.flush()
+        self.time_index.file.flush()
 
     def sync(self) -> None:
         os.fsync(self._fd)
-        self.offset_index.sync()
-        self.time_index.sync()
+        self.offset_index.file.sync()
+        self.time_index.file.sync()
+
+    def seal(self) -> None:
+        """This segment is no longer appended to: sync it and let go of its index files (reads keep working)."""
+        self.sync()
+        self.offset_index.file.close()
+        self.time_index.file.close()
 
     def close(self) -> None:
-        self.offset_index.close()
-        self.time_index.close()
+        self.offset_index.file.close()
+        self.time_index.file.close()
         os.close(self._fd)
 
     def delete(self) -> None:
