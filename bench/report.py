@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 TIDEPOOL = "tidepool"
+FASTEST = "*"  # a target's peer meaning "whichever peer did best"
 
 
 @dataclass
@@ -90,8 +91,12 @@ def fmt_spread(m: Measurement) -> str:
     return f"{fmt_number(m.median)} ({fmt_number(m.low)}–{fmt_number(m.high)})"
 
 
-def fmt_mean(values: list[float], unit: str = "") -> str:
-    return f"{fmt_number(statistics.median(values))}{unit}" if values else "–"
+def fmt_mean(values: list[float]) -> str:
+    return fmt_number(statistics.median(values)) if values else "–"
+
+
+def fmt_percent(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} %" if values else "–"
 
 
 def comparison_table(measurements: list[Measurement]) -> list[str]:
@@ -108,7 +113,7 @@ def comparison_table(measurements: list[Measurement]) -> list[str]:
             note = f" ({m.note})" if m.note else ""
             lines.append(
                 f"| {workload} | {m.system}{note} | {fmt_spread(m)} | {m.metric} | {fmt_mean(m.server_rss_mb)} | "
-                f"{fmt_mean(m.client_cpu_pct, ' %')} | {fmt_mean(m.server_cpu_pct, ' %')} | {shown} |"
+                f"{fmt_percent(m.client_cpu_pct)} | {fmt_percent(m.server_cpu_pct)} | {shown} |"
             )
     return lines
 
@@ -181,6 +186,14 @@ class PartResult:
             profiles={**earlier.profiles, **self.profiles},
         )
 
+    def best_peer(self, workload: str) -> Measurement | None:
+        """The peer with the best median on `workload` (highest for "higher" metrics, lowest for "lower")."""
+        peers = [m for m in self.measurements if m.workload == workload and not m.system.startswith(TIDEPOOL)]
+        if not peers:
+            return None
+        pick = max if peers[0].better == "higher" else min
+        return pick(peers, key=lambda m: m.median)
+
     def find(self, workload: str, system_prefix: str) -> Measurement | None:
         return next(
             (m for m in self.measurements if m.workload == workload and m.system.startswith(system_prefix)), None
@@ -191,7 +204,7 @@ class PartResult:
         out = []
         for workload, peer, label, target in self.targets:
             ours = self.find(workload, TIDEPOOL)
-            theirs = self.find(workload, peer) if peer else None
+            theirs = self.best_peer(workload) if peer == FASTEST else self.find(workload, peer) if peer else None
             if ours is None or (peer and theirs is None):
                 out.append(f"- {label}: **not measured** (a side of the comparison failed or did not run)")
             elif theirs is None:
@@ -220,8 +233,6 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
         lines.append("")
     if result.notes:
         lines += [*(f"- {n}" for n in result.notes), ""]
-    if result.targets:
-        lines += ["Targets:", "", *result.target_lines(), ""]
     if result.measurements:
         lines += comparison_table(result.measurements)
         lines.append("")

@@ -119,3 +119,13 @@ def test_a_partial_rerun_replaces_only_its_own_systems() -> None:
     assert sorted((x.system, x.values[0]) for x in merged.measurements) == [("InfluxDB", 2.0), ("tidepool db", 5.0)]
     assert merged.failures == ["InfluxDB query 'x': timeout"]
     assert merged.notes[-1].startswith("Re-run 2026-11-25 14:40 UTC for tidepool db")
+
+
+def test_fastest_peer_target_compares_with_the_best_peer_in_the_metrics_direction() -> None:
+    result = part(
+        "db",
+        [m("tidepool db", [20.0], "lower"), m("InfluxDB", [30.0], "lower"), m("VictoriaMetrics", [10.0], "lower")],
+        [("w", "*", "no slower than the faster peer", 1.0)],
+    )
+    (line,) = result.target_lines()
+    assert "**missed**" in line and "VictoriaMetrics = 2.00×" in line
