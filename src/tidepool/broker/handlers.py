@@ -196,7 +196,11 @@ class BrokerHandlers:
             return failure(exc.error_code, exc.message)
         if any(h.is_transactional or h.is_control for h in headers):
             return failure(ErrorCode.invalid_record, "transactional and control batches are not supported")
-        result = partition_log.append(bytes(records), headers)
+        try:
+            result = partition_log.append(bytes(records), headers)
+        except OSError as exc:  # disk full, I/O error: nothing was acknowledged, the client may retry
+            log.error("append to %s-%d failed: %s", topic, partition, exc)
+            return failure(ErrorCode.kafka_storage_error, f"append failed: {exc.strerror or exc}")
         if result.error_code:
             return failure(result.error_code, result.message)
         entry = {

@@ -1,0 +1,118 @@
+"""The broker's handlers in-process, with kio request entities: what a failing disk and auto-creation answer."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka.record.default_records import DefaultRecordBatchBuilder
+from kio.index import load_request_schema
+from kio.schema.errors import ErrorCode
+
+from tidepool.broker.config import BrokerConfig
+from tidepool.broker.handlers import BrokerHandlers
+from tidepool.broker.log.manager import LogManager
+from tidepool.broker.protocol.codec import build
+
+
+def records() -> bytes:
+    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
+    builder.append(0, timestamp=1_700_000_000_000, key=None, value=b"reading", headers=[])
+    return bytes(builder.build())
+
+
+def request(api_key: int, version: int, body: dict[str, Any]) -> Any:
+    return build(load_request_schema(api_key, version), body)
+
+
+def produce_request(topic: str) -> Any:
+    return request(
+        0,
+        9,
+        {
+            "transactional_id": None,
+            "acks": -1,
+            "timeout": 1000,
+            "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": records()}]}],
+        },
+    )
+
+
+@pytest.fixture
+def handlers(tmp_path: Path) -> BrokerHandlers:
+    config = BrokerConfig(data_dir=tmp_path, auto_create_topics=True, default_partitions=3)
+    return BrokerHandlers(config, LogManager(tmp_path, config.log), "cluster")
+
+
+def test_a_failing_disk_answers_kafka_storage_error_and_acknowledges_nothing(
+    handlers: BrokerHandlers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handlers.logs.create_topic("readings", 1)
+
+    def full_disk(fd: int, data: bytes, position: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full_disk)
+    response = asyncio.run(handlers.produce(None, produce_request("readings")))
+    partition = response.responses[0].partition_responses[0]
+    assert partition.error_code == ErrorCode.kafka_storage_error
+    assert "No space left on device" in partition.error_message
+    monkeypatch.undo()
+    log = handlers.logs.get("readings", 0)
+    assert log is not None and log.log_end_offset == 0
+    retried = asyncio.run(handlers.produce(None, produce_request("readings")))
+    assert retried.responses[0].partition_responses[0].base_offset == 0
+
+
+def test_metadata_auto_creates_only_when_asked_and_allowed(handlers: BrokerHandlers) -> None:
+    refused = asyncio.run(
+        handlers.metadata(None, request(3, 12, {"topics": [{"name": "quiet"}], "allow_auto_topic_creation": False}))
+    )
+    assert refused.topics[0].error_code == ErrorCode.unknown_topic_or_partition
+    created = asyncio.run(
+        handlers.metadata(None, request(3, 12, {"topics": [{"name": "quiet"}], "allow_auto_topic_creation": True}))
+    )
+    assert created.topics[0].error_code == ErrorCode.none
+    assert len(created.topics[0].partitions) == 3
+    invalid = asyncio.run(
+        handlers.metadata(None, request(3, 12, {"topics": [{"name": "no spaces"}], "allow_auto_topic_creation": True}))
+    )
+    assert invalid.topics[0].error_code == ErrorCode.invalid_topic_exception
+    everything = asyncio.run(handlers.metadata(None, request(3, 0, {"topics": []})))
+    assert [t.name for t in everything.topics] == ["quiet"]
+
+
+def test_produce_with_acks_zero_gets_no_response_but_is_stored(handlers: BrokerHandlers) -> None:
+    handlers.logs.create_topic("fire-and-forget", 1)
+    body = request(
+        0,
+        3,
+        {
+            "transactional_id": None,
+            "acks": 0,
+            "timeout": 1000,
+            "topic_data": [{"name": "fire-and-forget", "partition_data": [{"index": 0, "records": records()}]}],
+        },
+    )
+    assert asyncio.run(handlers.produce(None, body)) is None
+    log = handlers.logs.get("fire-and-forget", 0)
+    assert log is not None and log.log_end_offset == 1
+
+
+def test_transactional_producers_are_refused(handlers: BrokerHandlers) -> None:
+    response = asyncio.run(
+        handlers.init_producer_id(
+            None,
+            request(
+                22,
+                4,
+                {"transactional_id": "tx-1", "transaction_timeout": 1000, "producer_id": -1, "producer_epoch": -1},
+            ),
+        )
+    )
+    assert response.error_code == ErrorCode.invalid_request
+    assert response.producer_id == -1
