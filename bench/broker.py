@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import subprocess
 import tempfile
 import time
 import uuid
@@ -93,6 +94,36 @@ def consume(bootstrap: str, topic: str, count: int) -> float:
     return elapsed
 
 
+def produce_kcat(bootstrap: str, topic: str, count: int, size: int, codec: str) -> float:
+    payload = os.urandom(size // 2).hex()[:size]
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as lines:
+        for _ in range(count):
+            lines.write(payload + "\n")
+        lines.flush()
+        started = time.perf_counter()
+        subprocess.run(
+            ["kcat", "-P", "-l", "-b", bootstrap, "-t", topic, "-z", codec, "-X", "linger.ms=5", lines.name],
+            check=True,
+            timeout=300,
+        )
+        return time.perf_counter() - started
+
+
+def consume_kcat(bootstrap: str, topic: str, count: int) -> float:
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-c", str(count)],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    ).stdout
+    elapsed = time.perf_counter() - started
+    got = out.count(b"\n")
+    if got < count:
+        raise SystemExit(f"kcat consumed only {got} of {count}")
+    return elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=200_000)
@@ -100,6 +131,7 @@ def main() -> None:
     parser.add_argument("--codec", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     parser.add_argument("--bootstrap-server", default=None, help="use this running broker instead of starting one")
     parser.add_argument("--label", default=None, help="name of the broker in the table")
+    parser.add_argument("--client", default="confluent", choices=["confluent", "kcat"], help="who produces/consumes")
     args = parser.parse_args()
 
     broker = None
@@ -114,8 +146,12 @@ def main() -> None:
     topic = f"bench-{uuid.uuid4().hex[:8]}"
     try:
         produce(bootstrap, topic, 1, args.size, args.codec)  # creates the topic, warms up
-        produce_s = produce(bootstrap, topic, args.messages, args.size, args.codec)
-        consume_s = consume(bootstrap, topic, args.messages + 1)
+        if args.client == "kcat":
+            produce_s = produce_kcat(bootstrap, topic, args.messages, args.size, args.codec)
+            consume_s = consume_kcat(bootstrap, topic, args.messages + 1)
+        else:
+            produce_s = produce(bootstrap, topic, args.messages, args.size, args.codec)
+            consume_s = consume(bootstrap, topic, args.messages + 1)
         rss = peak_rss_mb(broker.proc.pid) if broker and broker.proc else None
     finally:
         if broker is not None:
@@ -125,13 +161,13 @@ def main() -> None:
     megabytes = args.messages * args.size / 1e6
     label = args.label or ("tidepool" if broker else bootstrap)
     print(
-        f"{'broker':<12} {'direction':<9} {'messages':>9} {'size':>5} {'codec':<6} {'seconds':>8} "
+        f"{'broker':<12} {'client':<9} {'direction':<9} {'messages':>9} {'size':>5} {'codec':<6} {'seconds':>8} "
         f"{'msg/s':>10} {'MB/s':>8} {'peak RSS MB':>11}"
     )
     for direction, seconds in (("produce", produce_s), ("consume", consume_s)):
         print(
-            f"{label:<12} {direction:<9} {args.messages:>9} {args.size:>5} {args.codec:<6} {seconds:>8.2f} "
-            f"{args.messages / seconds:>10.0f} {megabytes / seconds:>8.1f} "
+            f"{label:<12} {args.client:<9} {direction:<9} {args.messages:>9} {args.size:>5} {args.codec:<6} "
+            f"{seconds:>8.2f} {args.messages / seconds:>10.0f} {megabytes / seconds:>8.1f} "
             f"{rss if rss is not None else float('nan'):>11.1f}"
         )
 
