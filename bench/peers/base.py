@@ -269,8 +269,9 @@ class Profiler:
         return self.output
 
 
-def summarize_stacks(collapsed: str, top: int = 15) -> list[tuple[str, float, float]]:
-    """(frame, % of samples with it on top, % with it anywhere on the stack) for the `top` hottest own-time frames.
+def summarize_stacks(collapsed: str, top: int = 15) -> tuple[int, list[tuple[str, float, float]]]:
+    """The number of (non-idle) samples, and (frame, % of samples with it on top, % with it anywhere on the stack)
+    for the `top` hottest own-time frames.
 
     `collapsed` is py-spy's raw format: one `frame;frame;…;leaf count` line per distinct stack.
     """
@@ -287,7 +288,5 @@ def summarize_stacks(collapsed: str, top: int = 15) -> list[tuple[str, float, fl
         own[frames[-1]] = own.get(frames[-1], 0) + count
         for frame in set(frames):
             anywhere[frame] = anywhere.get(frame, 0) + count
-    if total == 0:
-        return []
     hottest = sorted(own, key=lambda f: own[f], reverse=True)[:top]
-    return [(f, 100 * own[f] / total, 100 * anywhere[f] / total) for f in hottest]
+    return total, [(f, 100 * own[f] / total, 100 * anywhere[f] / total) for f in hottest]

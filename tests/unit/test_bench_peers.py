@@ -106,6 +106,7 @@ def test_profile_summary_ranks_frames_by_own_time() -> None:
             "garbage line",
         ]
     )
-    summary = summarize_stacks(collapsed, top=2)
-    assert summary == [("parse (lp.py:9)", 60.0, 60.0), ("fsync (wal.py:8)", 30.0, 30.0)]
-    assert summarize_stacks("") == []
+    samples, frames = summarize_stacks(collapsed, top=2)
+    assert samples == 100
+    assert frames == [("parse (lp.py:9)", 60.0, 60.0), ("fsync (wal.py:8)", 30.0, 30.0)]
+    assert summarize_stacks("") == (0, [])
