@@ -17,6 +17,7 @@ from tidepool.broker.config import BrokerConfig
 from tidepool.broker.handlers import BrokerHandlers
 from tidepool.broker.log.manager import LogManager
 from tidepool.broker.protocol.codec import build
+from tidepool.broker.protocol.records import validate_produced
 
 
 def records() -> bytes:
@@ -116,3 +117,56 @@ def test_transactional_producers_are_refused(handlers: BrokerHandlers) -> None:
     )
     assert response.error_code == ErrorCode.invalid_request
     assert response.producer_id == -1
+
+
+def fetch_request(topic: str, partitions: int, max_bytes: int, partition_max_bytes: int) -> Any:
+    return request(
+        1,
+        12,
+        {
+            "replica_id": -1,
+            "max_wait": 0,
+            "min_bytes": 1,
+            "max_bytes": max_bytes,
+            "isolation_level": 0,
+            "session_id": 0,
+            "session_epoch": -1,
+            "forgotten_topics_data": [],
+            "rack_id": "",
+            "topics": [
+                {
+                    "topic": topic,
+                    "partitions": [
+                        {
+                            "partition": p,
+                            "fetch_offset": 0,
+                            "partition_max_bytes": partition_max_bytes,
+                            "log_start_offset": -1,
+                            "current_leader_epoch": -1,
+                        }
+                        for p in range(partitions)
+                    ],
+                }
+            ],
+        },
+    )
+
+
+def test_fetch_budget_spans_partitions_and_only_the_first_may_exceed_it(handlers: BrokerHandlers) -> None:
+    topic = handlers.logs.create_topic("budget", 3)
+    assert topic is not None
+    batch = records()
+    for log in topic.partitions:
+        for _ in range(3):
+            log.append(batch, validate_produced(batch, 1 << 20))
+
+    def sizes(max_bytes: int, partition_max_bytes: int) -> list[int]:
+        response = asyncio.run(handlers.fetch(None, fetch_request("budget", 3, max_bytes, partition_max_bytes)))
+        partitions = response.responses[0].partitions
+        assert all(p.error_code == ErrorCode.none and p.high_watermark == 3 for p in partitions)
+        return [len(p.records or b"") for p in partitions]
+
+    size = len(batch)
+    assert sizes(1, 1) == [size, 0, 0], "one whole batch even past both limits, and nothing more"
+    assert sizes(10_000, 2 * size) == [2 * size, 2 * size, 2 * size]
+    assert sizes(4 * size, 10_000) == [3 * size, size, 0]
