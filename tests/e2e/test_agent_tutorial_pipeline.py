@@ -145,3 +145,37 @@ def test_db_killed_mid_stream_and_restarted_count_ends_exactly_at_n(
         agent.kill()
     assert "Error writing to outputs.http" in agent.log_text()
     assert committed(broker.bootstrap) == n
+
+
+def test_agent_killed_mid_stream_and_restarted_count_ends_exactly_at_n(tmp_path: Path, broker: BrokerProcess,
+                                                                       db: DbProcess) -> None:
+    n = 6000
+    # Each reading carries its event time (as `tidepool up`'s simulator does), so a replayed message lands on
+    # the same series+time row and the db merges it.
+    start = 1_700_000_000_000_000_000
+    payloads = [
+        b'{"pressure": %d, "temperature": 20.5, "visibility": %d, "time": %d}' % (i % 10, i, start + i)
+        for i in range(n)
+    ]
+    extra = '  json_time_key = "time"\n  json_time_format = "unix_ns"\n'
+    config = tutorial_config(broker.bootstrap, db.port, extra_input=extra, agent='  flush_interval = "200ms"')
+    agent = AgentProcess(tmp_path, config).start()
+    producer = threading.Thread(target=produce, args=(broker.bootstrap, payloads), kwargs={"rate": 1500})
+    producer.start()
+    restarted = None
+    try:
+        _until(lambda: db.count() >= 1500, 60, "the stream to reach the db")
+        agent.kill()
+        assert committed(broker.bootstrap) < n
+        restarted = AgentProcess(tmp_path, config, name="agent-restarted").start()
+        producer.join(60)
+        _until(lambda: db.count() >= n, 120, f"{n} rows after the agent restart")
+        _until(lambda: committed(broker.bootstrap) == n, 30, "every offset committed")
+        assert db.count() == n
+        assert restarted.stop() == 0
+    finally:
+        agent.kill()
+        if restarted is not None:
+            restarted.kill()
+    _header, *rows = db.sql("SELECT time, visibility FROM kafka_consumer ORDER BY time")
+    assert [float(row[1]) for row in rows] == [float(i) for i in range(n)]

@@ -99,6 +99,10 @@ class KafkaConsumerInput:
             "auto.commit.interval.ms": 1000,
             "enable.auto.offset.store": False,
             "partition.assignment.strategy": s.balance_strategy,
+            # sarama's (Telegraf's client) group timings; librdkafka's 45 s session would keep the partitions of a
+            # crashed agent unassigned for that long
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 3000,
             "error_cb": self._on_error,
         }
         config.update(s.client_config)
