@@ -142,3 +142,28 @@ def test_invalid_offset_and_missing_file_are_refused(tmp_path: Path) -> None:
         load([str(tmp_path / "nope.conf")], environ={})
     with pytest.raises(ConfigError, match="undefined but requested input: nosuch"):
         build(_config(TUTORIAL.replace("inputs.kafka_consumer", "inputs.nosuch")))
+
+
+def test_input_filter_and_kafka_client_options() -> None:
+    text = TUTORIAL.replace(
+        'data_format = "json"',
+        'data_format = "json"\n  sasl_username = "u"\n  sasl_password = "p"\n  sasl_mechanism = "SCRAM-SHA-256"\n'
+        '  enable_tls = true\n  tls_ca = "/etc/ca.pem"\n  consumer_fetch_default = "2MB"\n'
+        '  consumer_fetch_max_wait = "100ms"\n  balance_strategy = "sticky"\n  kafka_version = "2.5.1"',
+    ) + '[[inputs.internal]]\n'
+    built = build(_config(text), input_filter=["internal"])
+    assert [i.plugin_id for i in built.inputs] == ["inputs.internal"]
+    (kafka,) = build(_config(text), input_filter=["kafka_consumer"]).inputs
+    client = kafka.input.client_config()  # type: ignore[attr-defined]
+    assert client["security.protocol"] == "SASL_SSL"
+    assert (client["sasl.mechanism"], client["sasl.username"], client["sasl.password"]) == ("SCRAM-SHA-256", "u", "p")
+    assert client["ssl.ca.location"] == "/etc/ca.pem"
+    assert client["max.partition.fetch.bytes"] == 2_000_000
+    assert client["fetch.wait.max.ms"] == 100
+    assert client["partition.assignment.strategy"] == "cooperative-sticky"
+    assert client["enable.auto.offset.store"] is False
+
+
+def test_processors_are_refused_as_absent() -> None:
+    with pytest.raises(ConfigError, match="processors are not supported by tidepool agent"):
+        _config(TUTORIAL + '[[processors.rename]]\n')
