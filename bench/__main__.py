@@ -41,7 +41,8 @@ HEADER = [
     "",
     "*median (min–max)* over the runs. *tidepool ÷ this* is tidepool's median divided by that system's, so above "
     "1.0 is better for tidepool on msg/s and lines/s and below 1.0 is better on ms and MiB. *server peak RSS* is "
-    "the server's whole process tree (VmHWM); *client CPU* and *server CPU* are percent of one core over the "
+    "the server's whole process tree (VmHWM, the peak since it started: a server that serves several workloads "
+    "of a part carries earlier peaks into later rows); *client CPU* and *server CPU* are percent of one core over the "
     "measured time — with 2 cores, a client near 100 % leaves the server one core, and the number says more about "
     "the client than the server. The load average before and after each part is printed with it: other work on "
     "the machine makes the spreads wider.",

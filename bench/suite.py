@@ -787,7 +787,7 @@ def join_time_ms(bootstrap: str, topic: str) -> float:
 
 def part_groups(opts: Options) -> PartResult:
     rec = Recorder("groups", "Consumer group join time", opts)
-    joins = max(opts.runs, 5)
+    joins = max(opts.runs, 3)
     rec.notes += [
         f"{joins} joins per broker, each a new group with one confluent-kafka consumer on a 1-partition topic: "
         "time from `subscribe()` to the assignment callback (FindCoordinator, JoinGroup, SyncGroup). Apache Kafka "

