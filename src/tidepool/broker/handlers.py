@@ -233,9 +233,7 @@ class BrokerHandlers:
         return _response(request, FETCH, {"error_code": 0, "session_id": 0, "responses": responses})
 
     def _read_fetch(self, request: Any) -> tuple[list[dict[str, Any]], int, bool]:
-        budget = min(
-            request.max_bytes if _version(request) >= 3 else self.config.fetch_max_bytes, self.config.fetch_max_bytes
-        )
+        budget = min(request.max_bytes, self.config.fetch_max_bytes)
         total = 0
         errors = False
         responses = []
