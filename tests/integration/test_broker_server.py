@@ -318,11 +318,15 @@ def test_fetch_respects_max_bytes_but_always_returns_one_whole_batch(client: Cli
     assert len(iter_headers(some.records)) == 2
 
 
-@pytest.mark.parametrize("fsync", ["interval", "always"])
-def test_acknowledged_records_survive_sigkill_during_a_produce_stream(tmp_path: Path, fsync: str) -> None:
+@pytest.mark.parametrize(
+    "flags",
+    [["--fsync", "interval"], ["--fsync", "always"], ["--fsync", "interval", "--segment-bytes", "16384"]],
+    ids=["fsync-interval", "fsync-always", "small-segments"],
+)
+def test_acknowledged_records_survive_sigkill_during_a_produce_stream(tmp_path: Path, flags: list[str]) -> None:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-    process = BrokerProcess(tmp_path / "data", free_port(), "--fsync", fsync).start()
+    process = BrokerProcess(tmp_path / "data", free_port(), *flags).start()
     acked: list[bytes] = []
     producer = Producer(
         {
@@ -349,10 +353,12 @@ def test_acknowledged_records_survive_sigkill_during_a_produce_stream(tmp_path: 
     process.kill()
     producer.flush(5)
     assert len(acked) >= 3000
-    log_file = tmp_path / "data" / "crash-0" / "00000000000000000000.log"
+    segments = sorted((tmp_path / "data" / "crash-0").glob("*.log"))
+    assert len(segments) > 1 or "--segment-bytes" not in flags, "small segments rolled during the stream"
+    log_file = segments[-1]  # the active segment
     with open(log_file, "ab") as f:
         f.write(records(5)[:40])  # the torn tail a crash in mid-write leaves behind
-    restarted = BrokerProcess(tmp_path / "data", process.port).start()
+    restarted = BrokerProcess(tmp_path / "data", process.port, *flags).start()
     try:
         assert "truncated a torn tail of 40 bytes" in restarted.log_tail(100)
         consumer = Consumer(
