@@ -1,13 +1,17 @@
-"""Agent throughput and freshness: tutorial-shaped JSON from a tidepool broker topic → `tidepool agent` → HTTP sink.
+"""Agent throughput and freshness: tutorial-shaped JSON from a tidepool broker topic → `tidepool agent` → target.
 
-Usage: python bench/agent.py [--messages N] [--rates 1000,10000] [--seconds S]
+Usage: python bench/agent.py [--messages N] [--rates 1000,10000] [--seconds S] [--target sink|db]
+
+The target is an HTTP sink process that only counts lines (the agent's own cost), or a `tidepool db` (the whole
+path; rows counted with SQL).
 
 1. Throughput: N messages are produced first, then the agent (tutorial config + [agent] tuning) drains the topic
    into a sink process that counts lines; prints messages/s, the agent's CPU time per message and its peak RSS,
    for Telegraf's defaults and for the low-latency settings `tidepool up` uses.
-2. Freshness: messages produced at a fixed rate carry their send time; the sink records
-   (arrival - send) per line; prints p50/p99 at each rate. The sink acknowledges as soon as it has the body, so
-   this is produce → acknowledged write; the database's own time to make it queryable is not included.
+2. Freshness: messages produced at a fixed rate carry their send time. With the sink, it records
+   (arrival - send) per line: produce → acknowledged write. With the db, a poller runs
+   `SELECT max(sent) FROM kafka_consumer` every 50 ms; (query time - max(sent)) is produce → queryable for the
+   newest visible message, an upper bound by up to the poll period. Prints p50/p99 at each rate.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -116,6 +121,52 @@ def sink_stats(port: int, reset: bool = False) -> dict[str, float]:
         return json.loads(response.read())  # type: ignore[no-any-return]
 
 
+def db_sql(port: int, query: str) -> list[list[str]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/sql?db=public", data=query.encode(), method="POST",
+        headers={"Authorization": "Basic cm9vdDo=", "Accept": "application/csv"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [line.split(",") for line in response.read().decode().splitlines()]
+
+
+class DbTarget:
+    """A `tidepool db` process: rows are counted, freshness sampled by polling max(sent)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.log = open(workdir / "db.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tidepool", "db", "--listen", f"127.0.0.1:{self.port}",
+             "--data-dir", str(workdir / "db")], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port)
+        self.base = 0
+
+    def lines(self) -> int:
+        try:
+            return int(db_sql(self.port, "SELECT count(*) FROM kafka_consumer")[1][0]) - self.base
+        except Exception:
+            return 0 - self.base if self.base else 0
+
+    def reset(self) -> None:
+        self.base = 0
+        self.base = self.lines()
+
+    def freshness(self, stop: threading.Event, samples: list[float]) -> None:
+        while not stop.wait(0.05):
+            try:
+                value = db_sql(self.port, "SELECT max(sent) FROM kafka_consumer")[1][0]
+            except Exception:
+                continue
+            if value:
+                samples.append(time.time_ns() - float(value))
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.log.close()
+
+
 def payload(i: int, sent: bool) -> bytes:
     doc: dict[str, float] = {"pressure": (i % 100) / 10, "temperature": (i * 7 % 1000) / 10,
                              "visibility": (i * 13 % 1000) / 10}
@@ -187,6 +238,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--rates", default="1000,10000")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--target", choices=["sink", "db"], default="sink")
     args = parser.parse_args()
 
     from tidepool.broker.process import BrokerProcess
@@ -198,55 +250,85 @@ def main() -> None:
     sink_script.write_text(SINK)
     sink = subprocess.Popen([sys.executable, str(sink_script), str(sink_port)])
     wait_port(sink_port)
+    db = DbTarget(workdir) if args.target == "db" else None
+    target_port = db.port if db is not None else sink_port
+
+    def delivered() -> float:
+        return db.lines() if db is not None else sink_stats(sink_port)["lines"]
+
+    def reset() -> None:
+        if db is not None:
+            db.reset()
+        sink_stats(sink_port, reset=True)
+
     rows: list[list[object]] = []
     try:
         produce_s = produce(broker.bootstrap, "oceanic", args.messages)
         print(f"produced {args.messages} messages in {produce_s:.1f}s", file=sys.stderr)
         for label, (agent_section, extra) in SETTINGS.items():
-            sink_stats(sink_port, reset=True)
+            reset()
             config = CONFIG.format(agent=agent_section, broker=broker.bootstrap, topic="oceanic",
-                                   group=f"bench-{label.replace(' ', '-')}", extra=extra, sink=sink_port)
+                                   group=f"bench-{label.replace(' ', '-')}", extra=extra, sink=target_port)
             started = time.monotonic()
             agent = Agent(workdir, config, label.replace(" ", "-"))
             deadline = started + 600
-            while sink_stats(sink_port)["lines"] < args.messages and time.monotonic() < deadline:
+            first = None
+            while (count := delivered()) < args.messages and time.monotonic() < deadline:
+                if count and first is None:
+                    first = (time.monotonic(), count)
                 time.sleep(0.1)
             elapsed = time.monotonic() - started
-            stats = sink_stats(sink_port)
+            count = delivered()
             cpu = proc_cpu_seconds(agent.proc.pid)
             rss = proc_peak_rss_mb(agent.proc.pid)
             agent.stop()
-            drain = (stats["last"] - stats["first"]) / 1e9 if stats["first"] else float("nan")
-            rows.append([f"throughput, {label}", f"{stats['lines']:.0f}", f"{stats['lines'] / elapsed:,.0f}",
-                         f"{stats['lines'] / drain:,.0f}" if drain > 0 else "-",
-                         f"{cpu / max(1, stats['lines']) * 1e6:.1f}", "-", "-", f"{rss:.0f}"])
+            drain = time.monotonic() - first[0] if first else float("nan")
+            steady = (count - first[1]) / drain if first and drain > 0 else float("nan")
+            rows.append([f"throughput, {label}", f"{count:.0f}", f"{count / elapsed:,.0f}", f"{steady:,.0f}",
+                         f"{cpu / max(1, count) * 1e6:.1f}", "-", "-", f"{rss:.0f}"])
         for rate in [float(r) for r in args.rates.split(",") if r]:
             topic = f"fresh-{int(rate)}"
-            sink_stats(sink_port, reset=True)
+            reset()
             config = CONFIG.format(agent=SETTINGS["low latency"][0], broker=broker.bootstrap, topic=topic,
-                                   group=f"bench-{topic}", extra=SETTINGS["low latency"][1], sink=sink_port)
+                                   group=f"bench-{topic}", extra=SETTINGS["low latency"][1], sink=target_port)
             create_topic(broker.bootstrap, topic)
             agent = Agent(workdir, config, topic)
             time.sleep(3)  # joined and assigned before the clock starts
             cpu_before = proc_cpu_seconds(agent.proc.pid)
             count = int(rate * args.seconds)
+            samples: list[float] = []
+            stop = threading.Event()
+            poller = threading.Thread(target=db.freshness, args=(stop, samples)) if db is not None else None
+            if poller is not None:
+                poller.start()
             produce(broker.bootstrap, topic, count, rate=rate, sent=True)
             deadline = time.monotonic() + 60
-            while sink_stats(sink_port)["lines"] < count and time.monotonic() < deadline:
+            while delivered() < count and time.monotonic() < deadline:
                 time.sleep(0.1)
-            stats = sink_stats(sink_port)
+            stop.set()
+            if poller is not None:
+                poller.join()
+            got = delivered()
             cpu = proc_cpu_seconds(agent.proc.pid) - cpu_before
             rss = proc_peak_rss_mb(agent.proc.pid)
             agent.stop()
-            rows.append([f"freshness at {rate:,.0f} msg/s", f"{stats['lines']:.0f}", "-", "-",
-                         f"{cpu / max(1, stats['lines']) * 1e6:.1f}", f"{stats['p50_ms']:.0f}",
-                         f"{stats['p99_ms']:.0f}", f"{rss:.0f}"])
+            if db is not None:
+                ordered = sorted(samples)
+                p50 = ordered[len(ordered) // 2] / 1e6 if ordered else float("nan")
+                p99 = ordered[int(len(ordered) * 0.99)] / 1e6 if ordered else float("nan")
+            else:
+                stats = sink_stats(sink_port)
+                p50, p99 = stats["p50_ms"], stats["p99_ms"]
+            rows.append([f"freshness at {rate:,.0f} msg/s", f"{got:.0f}", "-", "-",
+                         f"{cpu / max(1, got) * 1e6:.1f}", f"{p50:.0f}", f"{p99:.0f}", f"{rss:.0f}"])
     finally:
         sink.terminate()
         sink.wait(10)
+        if db is not None:
+            db.close()
         broker.stop()
     print_table(
-        ["run", "messages", "msg/s (agent start→last)", "msg/s (first→last write)", "agent CPU µs/msg",
+        ["run", f"messages ({args.target})", "msg/s (agent start→last)", "msg/s (first→last)", "agent CPU µs/msg",
          "p50 ms", "p99 ms", "agent peak RSS MiB"],
         rows,
     )
