@@ -14,6 +14,7 @@ Use:
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import shutil
 import socket
@@ -62,7 +63,10 @@ def kafka_home(version: str = KAFKA_VERSION) -> Path:
 
 
 def kafka_jars(version: str = KAFKA_VERSION) -> Path:
-    """The directory of Apache Kafka's jars, fetched on first use; skips the test if that is impossible."""
+    """The directory of Apache Kafka's jars, fetched on first use; skips the test if that is impossible.
+
+    Concurrent callers (parallel test runs) wait on a lock file instead of running Maven twice into one directory.
+    """
     home = kafka_home(version)
     libs = home / "libs"
     done = home / ".complete"
@@ -72,18 +76,23 @@ def kafka_jars(version: str = KAFKA_VERSION) -> Path:
         if shutil.which(tool) is None:
             pytest.skip(f"Apache Kafka interop needs `{tool}` on PATH")
     home.mkdir(parents=True, exist_ok=True)
-    (home / "pom.xml").write_text(_POM.format(v=version))
-    (home / "log4j2.properties").write_text(_LOG4J2)
-    result = subprocess.run(
-        ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={libs}"],
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0:
-        pytest.skip(f"cannot fetch Apache Kafka {version} jars with Maven: {(result.stdout + result.stderr)[-500:]}")
-    done.touch()
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.exists():
+            return libs
+        (home / "pom.xml").write_text(_POM.format(v=version))
+        (home / "log4j2.properties").write_text(_LOG4J2)
+        result = subprocess.run(
+            ["mvn", "-q", "-B", "dependency:copy-dependencies", f"-DoutputDirectory={libs}"],
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr)[-500:]
+            pytest.skip(f"cannot fetch Apache Kafka {version} jars with Maven: {output}")
+        done.touch()
     return libs
 
 
