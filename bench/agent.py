@@ -118,7 +118,7 @@ def wait_port(port: int, timeout: float = 30) -> None:
 def sink_stats(port: int, reset: bool = False) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/stats" + ("?reset=1" if reset else "")
     with urllib.request.urlopen(url, timeout=10) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+        return json.loads(response.read())
 
 
 def db_sql(port: int, query: str) -> list[list[str]]:

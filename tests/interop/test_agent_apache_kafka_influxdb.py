@@ -81,7 +81,7 @@ class InfluxDB:
         url = f"http://127.0.0.1:{self.port}/query?" + urllib.parse.urlencode({"db": db, "q": q, "epoch": "ns"})
         data = urllib.parse.urlencode({"q": q}).encode() if q.upper().startswith("CREATE") else None
         with urllib.request.urlopen(url if data is None else url.split("&q=")[0], data=data, timeout=10) as resp:
-            return json.loads(resp.read())  # type: ignore[no-any-return]
+            return json.loads(resp.read())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -64,7 +64,7 @@ def test_max_line_bytes_splits_fields_over_lines_with_the_same_header() -> None:
     assert len(lines) > 1 and all(line.startswith("m,t=v ") and line.endswith(" 5") for line in lines)
 
 
-_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=8)
+_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=8)
 _value = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**63), max_value=2**63 - 1),
