@@ -217,3 +217,13 @@ def test_record_timestamps_read_raw_snappy_as_librdkafka_sends_it() -> None:
     struct.pack_into(">I", data, 17, crc32c.crc32c(bytes(data[21:])))
     validate_produced(bytes(data), 1 << 20)
     assert [t for _, t in record_timestamps(bytes(data))] == [1_700_000_000_000 + i for i in range(4)]
+
+
+def test_unknown_tagged_field_closes_the_connection_instead_of_crashing() -> None:
+    # kio cannot skip unknown tags (documented gap): the frame is rejected and the connection closed.
+    header = struct.pack(">hhih", 18, 3, 9, 1) + b"x" + bytes([1, 99, 1, 0])
+    body = bytes([2]) + b"t" + bytes([2]) + b"1" + bytes([0])
+    decoded = decode_request(header + body, RANGES)
+    assert isinstance(decoded, Rejection) and decoded.reply is None and decoded.correlation_id == 9
+    known = struct.pack(">hhih", 18, 3, 9, 1) + b"x" + bytes([0]) + body
+    assert isinstance(decode_request(known, RANGES), Request)
