@@ -63,8 +63,12 @@ class VictoriaMetrics(ServerProcess):
             raise RuntimeError(f"MetricsQL {promql!r} failed: {result.status} {result.body[:300]!r}")
         return result.body
 
+    def make_searchable(self) -> None:
+        """Recent writes sit in an in-memory buffer for up to a second; force them into searchable parts."""
+        request(f"{self.url}/internal/force_flush")
+
     def flush(self, timeout: float = 120.0) -> None:
         """Make recent writes searchable, merge the 2016 partitions, then wait for the data dir to settle."""
-        request(f"{self.url}/internal/force_flush")
+        self.make_searchable()
         request(f"{self.url}/internal/force_merge?partition_prefix=2016")
         wait_for_stable_size(self, timeout)

@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import pytest
 from bench.common import TSBS_START_NS
-from bench.suite import TsbsWindow, freshness_ms, percentile, post_batches, tsbs_batches
+from bench.suite import DbSystem, TsbsWindow, check_stored, freshness_ms, percentile, post_batches, tsbs_batches
 
 
 def test_tsbs_batches_hold_every_line_in_batches_of_the_given_size() -> None:
@@ -90,3 +90,25 @@ def test_percentile_uses_the_nearest_rank() -> None:
     assert percentile(values, 99) == 99.0
     assert percentile([7.0], 99) == 7.0
     assert percentile([3.0, 1.0, 2.0], 100) == 3.0
+
+
+class _FakeDb:
+    def __init__(self, stored: int) -> None:
+        self.stored = stored
+        self.searchable_calls = 0
+
+    def make_searchable(self) -> None:
+        self.searchable_calls += 1
+
+
+def _counting_system() -> DbSystem:
+    return DbSystem("fake db", lambda _dir: None, lambda server, _w: {"count(*)": lambda: server.stored}, "count(*)")
+
+
+def test_an_ingest_run_that_lost_lines_is_rejected() -> None:
+    window = TsbsWindow(points=10, hosts=10)
+    complete = _FakeDb(stored=100)
+    check_stored(_counting_system(), complete, window)
+    assert complete.searchable_calls == 1
+    with pytest.raises(RuntimeError, match="fake db stored 99 of 100 lines"):
+        check_stored(_counting_system(), _FakeDb(stored=99), window)
