@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -391,3 +392,47 @@ def test_console_tools_carry_keys_and_print_them(broker: BrokerProcess) -> None:
     )
     assert missing_separator.returncode == 1
     assert "No key separator found on line" in missing_separator.stderr
+
+
+def test_concurrent_producers_and_a_tailing_consumer_see_every_message_once(broker: BrokerProcess) -> None:
+    import threading
+
+    from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic("busy", num_partitions=2, replication_factor=1)])["busy"].result(10)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": broker.bootstrap,
+            "group.id": "unused",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    consumer.assign([TopicPartition("busy", p, OFFSET_END) for p in range(2)])
+    consumer.consume(1, 1.0)  # resolve the end offsets before anything is produced
+    per_producer = 2000
+
+    def run(name: str) -> None:
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 1, "enable.idempotence": True})
+        for i in range(per_producer):
+            producer.produce("busy", value=f"{name}:{i}".encode(), partition=i % 2)
+            producer.poll(0)
+        assert producer.flush(20) == 0
+
+    threads = [threading.Thread(target=run, args=(f"p{n}",)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 3 * per_producer and time.monotonic() < deadline:
+        seen.extend(m.value().decode() for m in consumer.consume(1000, 0.2) if m.error() is None)
+    for thread in threads:
+        thread.join(10)
+    consumer.close()
+    assert sorted(seen) == sorted(f"p{n}:{i}" for n in range(3) for i in range(per_producer))
+    for n in range(3):
+        for parity in range(2):
+            mine = [int(v.split(":")[1]) for v in seen if v.startswith(f"p{n}:") and int(v.split(":")[1]) % 2 == parity]
+            assert mine == sorted(mine), "each producer's messages stay in order within a partition"
