@@ -97,8 +97,11 @@ class BrokerServer:
     def _register_groups(self) -> None:
         try:
             from tidepool.broker.groups.api import register
-        except ImportError:
-            log.info("no group coordinator installed: consumer-group APIs are not advertised")
+        except ImportError as exc:
+            if exc.name in ("tidepool.broker.groups", "tidepool.broker.groups.api"):
+                log.info("no group coordinator installed: consumer-group APIs are not advertised")
+            else:
+                log.error("group coordinator unavailable, consumer-group APIs not advertised: %s", exc)
             return
         shutdown = register(self.table, self.context)
         if callable(shutdown):
