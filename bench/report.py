@@ -241,7 +241,11 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
     for what, frames in result.profiles.items():
-        lines += [f"Profile (py-spy, an extra unmeasured run) of {what}: hottest frames by own time.", ""]
+        lines += [
+            f"Profile (py-spy, an extra unmeasured run) of {what}: the hottest frames by own time, then tidepool's "
+            "functions by time on the stack.",
+            "",
+        ]
         lines += ["| frame | own % | on stack % |", "|---|---|---|"]
         lines += [f"| `{frame}` | {own:.1f} | {total:.1f} |" for frame, own, total in frames]
         lines.append("")

@@ -271,7 +271,7 @@ class Profiler:
 
 def summarize_stacks(collapsed: str, top: int = 15) -> tuple[int, list[tuple[str, float, float]]]:
     """The number of (non-idle) samples, and (frame, % of samples with it on top, % with it anywhere on the stack)
-    for the `top` hottest own-time frames.
+    for the `top` hottest own-time frames, followed by the `top` tidepool frames most often on the stack.
 
     `collapsed` is py-spy's raw format: one `frame;frame;…;leaf count` line per distinct stack.
     """
@@ -289,4 +289,7 @@ def summarize_stacks(collapsed: str, top: int = 15) -> tuple[int, list[tuple[str
         for frame in set(frames):
             anywhere[frame] = anywhere.get(frame, 0) + count
     hottest = sorted(own, key=lambda f: own[f], reverse=True)[:top]
-    return total, [(f, 100 * own[f] / total, 100 * anywhere[f] / total) for f in hottest]
+    # then tidepool's own functions by time on the stack: where the library time above is spent from
+    ours = sorted((f for f in anywhere if "tidepool/" in f and f not in hottest), key=lambda f: -anywhere[f])
+    frames = hottest + ours[:top]
+    return total, [(f, 100 * own.get(f, 0) / total, 100 * anywhere[f] / total) for f in frames]

@@ -101,12 +101,16 @@ def test_profile_summary_ranks_frames_by_own_time() -> None:
     collapsed = "\n".join(
         [
             "main (a.py:1);parse (lp.py:9) 60",
-            "main (a.py:1);write (wal.py:3);fsync (wal.py:8) 30",
+            "main (a.py:1);write (tidepool/db/wal.py:3);fsync (tidepool/db/wal.py:8) 30",
             "main (a.py:1) 10",
             "garbage line",
         ]
     )
     samples, frames = summarize_stacks(collapsed, top=2)
     assert samples == 100
-    assert frames == [("parse (lp.py:9)", 60.0, 60.0), ("fsync (wal.py:8)", 30.0, 30.0)]
+    assert frames == [
+        ("parse (lp.py:9)", 60.0, 60.0),
+        ("fsync (tidepool/db/wal.py:8)", 30.0, 30.0),
+        ("write (tidepool/db/wal.py:3)", 0.0, 30.0),  # tidepool's callers follow, by time on the stack
+    ]
     assert summarize_stacks("") == (0, [])
