@@ -216,6 +216,16 @@ def test_every_advertised_version_of_every_api_answers(client: Client) -> None:
             },
         )
         assert {c.name for c in response.results[0].configs} >= {"retention.ms", "segment.bytes"}
+    for version in range(ranges[21][0], ranges[21][1] + 1):
+        response = client.request(
+            21,
+            version,
+            {
+                "topics": [{"name": "versions", "partitions": [{"partition_index": 0, "offset": version}]}],
+                "timeout": 5000,
+            },
+        )
+        assert response.topics[0].partitions[0].low_watermark == version
     for version in range(ranges[60][0], ranges[60][1] + 1):
         assert (
             client.request(60, version, {"include_cluster_authorized_operations": False, "endpoint_type": 1})

@@ -226,3 +226,24 @@ def test_closed_segments_keep_one_file_descriptor_each(tmp_path: Path) -> None:
     reopened = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=1024), clean_shutdown=True)
     assert open_fds() - before <= segments + 2
     assert reopened.log_end_offset == 60
+
+
+def test_delete_records_moves_the_log_start_and_drops_whole_segments_below_it(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(segment_bytes=600), clean_shutdown=True)
+    for _ in range(10):
+        append(log, batch(2, size=200))
+    segments = len(log.segments)
+    assert log.delete_records(7) == 7
+    assert len(log.segments) < segments
+    assert log.segments[0].base_offset <= 7 < log.segments[0].next_offset
+    assert offsets_in(log.read(7, 1 << 20))[0] == (6, 7), "the batch holding the new start is returned whole"
+    try:
+        log.read(5, 100)
+    except OffsetOutOfRange:
+        pass
+    else:
+        raise AssertionError("records before the log start are gone")
+    assert log.delete_records(3) == 7, "the log start never moves back"
+    assert log.delete_records(-1) == 20
+    log.close()
+    assert PartitionLog(tmp_path / "t-0", log.config, clean_shutdown=True).log_start_offset == 20

@@ -23,7 +23,7 @@ from tidepool.logs import get_logger
 log = get_logger("broker")
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
-API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, INIT_PRODUCER_ID = 18, 19, 20, 22
+API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
 DESCRIBE_CONFIGS, CREATE_PARTITIONS, DESCRIBE_CLUSTER = 32, 37, 60
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
@@ -57,6 +57,7 @@ class BrokerHandlers:
             API_VERSIONS: (0, 4, self.api_versions),
             CREATE_TOPICS: (2, 7, self.create_topics),
             DELETE_TOPICS: (1, 6, self.delete_topics),
+            DELETE_RECORDS: (0, 2, self.delete_records),
             INIT_PRODUCER_ID: (0, 4, self.init_producer_id),
             DESCRIBE_CONFIGS: (1, 4, self.describe_configs),
             CREATE_PARTITIONS: (0, 3, self.create_partitions),
@@ -370,6 +371,24 @@ class BrokerHandlers:
             responses.append(entry)
         self._wake_fetchers()
         return _response(request, DELETE_TOPICS, {"responses": responses})
+
+    async def delete_records(self, header: Any, request: Any) -> Any:
+        topics = []
+        for topic in request.topics:
+            partitions = []
+            for p in topic.partitions:
+                entry: dict[str, Any] = {"partition_index": p.partition_index, "low_watermark": -1, "error_code": 0}
+                partition_log = self.logs.get(topic.name, p.partition_index)
+                if partition_log is None:
+                    entry["error_code"] = ErrorCode.unknown_topic_or_partition
+                else:
+                    try:
+                        entry["low_watermark"] = partition_log.delete_records(p.offset)
+                    except OffsetOutOfRange:
+                        entry["error_code"] = ErrorCode.offset_out_of_range
+                partitions.append(entry)
+            topics.append({"name": topic.name, "partitions": partitions})
+        return _response(request, DELETE_RECORDS, {"topics": topics})
 
     async def create_partitions(self, header: Any, request: Any) -> Any:
         results = []

@@ -236,6 +236,23 @@ class PartitionLog:
             self._write_log_start()
         return deleted
 
+    def delete_records(self, before: int) -> int:
+        """Make `before` (-1: the log end) the log start offset, as DeleteRecords does; returns the new start.
+
+        Whole segments below it are deleted; the rest of the one holding it stays on disk but is unreadable.
+        """
+        if before == -1:
+            before = self.log_end_offset
+        if before < 0 or before > self.log_end_offset:
+            raise OffsetOutOfRange(before)
+        if before > self.log_start_offset:
+            self.log_start_offset = before
+            while len(self.segments) > 1 and self.segments[0].next_offset <= before:
+                self._bases.pop(0)
+                self.segments.pop(0).delete()
+            self._write_log_start()
+        return self.log_start_offset
+
     def close(self) -> None:
         self.active.sync()
         self._snapshot_producers()
