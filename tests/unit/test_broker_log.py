@@ -247,3 +247,14 @@ def test_delete_records_moves_the_log_start_and_drops_whole_segments_below_it(tm
     assert log.delete_records(-1) == 20
     log.close()
     assert PartitionLog(tmp_path / "t-0", log.config, clean_shutdown=True).log_start_offset == 20
+
+
+def test_silent_producers_expire_after_a_day_and_active_ones_stay(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True)
+    day = 24 * 3600 * 1000
+    append(log, batch(1, timestamp=1_000, producer_id=1, epoch=0, sequence=0))
+    append(log, batch(1, timestamp=day + 5_000, producer_id=2, epoch=0, sequence=0))
+    log.apply_retention(now_ms=day + 2_000)
+    assert set(log.producers.producers) == {2}
+    log.close()
+    assert set(PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True).producers.producers) == {2}

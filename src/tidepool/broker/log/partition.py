@@ -31,6 +31,7 @@ class LogConfig:
     retention_ms: int = 7 * 24 * 3600 * 1000
     retention_bytes: int = -1
     max_message_bytes: int = 1048588
+    producer_id_expiration_ms: int = 24 * 3600 * 1000
 
 
 class OffsetOutOfRange(Exception):
@@ -218,6 +219,7 @@ class PartitionLog:
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete closed segments past retention.ms or retention.bytes; returns how many were deleted."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        self.producers.expire(now_ms, self.config.producer_id_expiration_ms)
         deleted = 0
         total = self.size_bytes
         while len(self.segments) > 1:

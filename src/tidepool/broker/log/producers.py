@@ -26,6 +26,7 @@ class ProducerEntry:
 
     epoch: int
     batches: deque[tuple[int, int, int]] = field(default_factory=lambda: deque(maxlen=CACHED_BATCHES))
+    last_timestamp: int = -1  # newest record timestamp seen from this producer, for expiry
 
     @property
     def last_sequence(self) -> int:
@@ -87,9 +88,20 @@ class ProducerStateTable:
             entry = ProducerEntry(header.producer_epoch)
             self.producers[header.producer_id] = entry
         entry.batches.append((header.base_sequence, header.last_sequence, header.base_offset))
+        entry.last_timestamp = max(entry.last_timestamp, header.max_timestamp)
+
+    def expire(self, now_ms: int, max_age_ms: int) -> int:
+        """Forget producers silent for longer than `max_age_ms` (Kafka's producer.id.expiration.ms)."""
+        stale = [pid for pid, e in self.producers.items() if e.last_timestamp < now_ms - max_age_ms]
+        for pid in stale:
+            del self.producers[pid]
+        return len(stale)
 
     def to_json(self) -> dict[str, Any]:
-        return {str(pid): {"epoch": e.epoch, "batches": list(e.batches)} for pid, e in self.producers.items()}
+        return {
+            str(pid): {"epoch": e.epoch, "batches": list(e.batches), "last_timestamp": e.last_timestamp}
+            for pid, e in self.producers.items()
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProducerStateTable:
@@ -97,5 +109,7 @@ class ProducerStateTable:
         for pid, entry in data.items():
             batches: deque[tuple[int, int, int]] = deque(maxlen=CACHED_BATCHES)
             batches.extend((int(a), int(b), int(c)) for a, b, c in entry["batches"])
-            table.producers[int(pid)] = ProducerEntry(int(entry["epoch"]), batches)
+            table.producers[int(pid)] = ProducerEntry(
+                int(entry["epoch"]), batches, int(entry.get("last_timestamp", -1))
+            )
         return table
