@@ -6,7 +6,8 @@ count moves on and every group whose end it passed is done for that output. A gr
 delivered: its input may then commit. Buffers are FIFO, so groups are delivered in order.
 
 Differences from Telegraf, on purpose: a full buffer pauses the inputs instead of dropping the oldest metrics,
-and a failed write is retried with exponential backoff (capped at flush_interval) instead of at the next flush.
+and a failed write is retried with exponential backoff (capped at flush_interval, at least 1 s) instead of at the
+next flush.
 """
 
 from __future__ import annotations
@@ -342,7 +343,7 @@ class Agent:
 
     async def _output_loop(self, output: RunningOutput) -> None:
         backoff = 0.0
-        cap = max(0.1, output.flush_interval)
+        cap = max(1.0, output.flush_interval)
         while not self.stopping.is_set():
             delay = backoff if backoff else output.flush_interval + random.uniform(0, output.flush_jitter)
             waiter = asyncio.ensure_future(output.wake.wait())

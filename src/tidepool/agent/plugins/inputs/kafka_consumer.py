@@ -28,6 +28,7 @@ metric. Groups complete in order, so a stored offset never passes an undelivered
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -53,6 +54,7 @@ _ACCEPTED = (
 _STRATEGIES = {"range": "range", "roundrobin": "roundrobin", "sticky": "cooperative-sticky"}
 _OFFSETS = {"": "earliest", "oldest": "earliest", "newest": "latest"}
 POLL_BATCH = 2000
+ERROR_LOG_INTERVAL = 10.0
 PAUSE_AFTER = 5.0  # seconds without room before the partitions are paused
 
 
@@ -87,6 +89,7 @@ class KafkaConsumerInput:
         self._undelivered = 0
         self._paused = False
         self._assignment: list[Any] = []
+        self._error_logged: dict[int, float] = {}
 
     def client_config(self) -> dict[str, Any]:
         s = self.settings
@@ -109,13 +112,22 @@ class KafkaConsumerInput:
         return config
 
     def _on_error(self, error: Any) -> None:
-        log.warning("%s: kafka: %s", self.plugin_id, error)
+        # librdkafka retries by itself and reports each failed attempt; say each kind of failure every 10 s only
+        now = time.monotonic()
+        key = error.code()
+        if now - self._error_logged.get(key, -1e9) >= ERROR_LOG_INTERVAL:
+            self._error_logged[key] = now
+            log.warning("%s: kafka: %s", self.plugin_id, error.str())
 
     def start(self, acc: Accumulator) -> None:
         from confluent_kafka import Consumer
 
         self._acc = acc
-        self._consumer = Consumer(self.client_config(), logger=get_logger("agent.librdkafka"))
+        # librdkafka's own log lines repeat what error_cb reports; they are shown with --debug only
+        client_log = get_logger("agent.librdkafka")
+        if not log.isEnabledFor(logging.DEBUG):
+            client_log.setLevel(logging.CRITICAL)
+        self._consumer = Consumer(self.client_config(), logger=client_log)
         subscriptions = list(self.settings.topics) + [
             r if r.startswith("^") else "^" + r for r in self.settings.topic_regexps
         ]
