@@ -229,3 +229,28 @@ def test_compaction_merges_overlapping_files_and_bounded_runs_of_small_ones(tmp_
         assert rows(eng, "SELECT count(*) AS n FROM cpu") == [{"n": 600}]
     finally:
         eng.close()
+
+
+def test_failed_flush_is_retried_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    eng.write_lines("cnosdb", "public", f"cpu,host=a v=1 {T0}".encode())
+    real_write = Engine._write_windows
+
+    def disk_full(*args: object, **kwargs: object) -> object:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Engine, "_write_windows", disk_full)
+    with pytest.raises(OSError):
+        eng.flush()
+    monkeypatch.setattr(Engine, "_write_windows", real_write)
+    assert rows(eng, "SELECT host FROM cpu") == [{"host": "a"}]  # still readable from the frozen memtable
+    eng.write_lines("cnosdb", "public", f"cpu,host=b v=2 {T0}".encode())
+    eng.flush()  # writes the memtable that failed, then the new one
+    assert eng.stats()["memtable_rows"] == 0
+    eng.close()
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    try:
+        assert eng.stats()["wal_replayed_records"] == 0
+        assert rows(eng, "SELECT host, v FROM cpu ORDER BY host") == [{"host": "a", "v": 1.0}, {"host": "b", "v": 2.0}]
+    finally:
+        eng.close()

@@ -300,40 +300,51 @@ class Engine:
     # --- flush, compaction, TTL --------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write every memtable row to Parquet now and checkpoint the WAL."""
+        """Write every memtable row to Parquet now and checkpoint the WAL.
+
+        Memtables frozen by an earlier flush that failed (disk full, ...) are retried first, oldest first: the
+        WAL checkpoint only moves past rows that are in files.
+        """
         with self._maintenance:
             with self._lock:
-                if self.memtable.rows == 0:
-                    return
-                frozen = self.memtable
-                self.memtable = Memtable()
-                self._memtable_since = None
-                self._frozen.append(frozen)
-                checkpoint = self.wal.segment + 1
-                self.wal.rotate(checkpoint)
+                if self.memtable.rows:
+                    self._frozen.append(self.memtable)
+                    self.memtable = Memtable()
+                    self._memtable_since = None
+                    self.wal.rotate(self.wal.segment + 1)
+                pending = list(self._frozen)
+                checkpoint = self.wal.segment
+            if not pending:
+                return
             started = time.monotonic()
             new_files: list[DataFile] = []
-            for key, buffer in sorted(frozen.tables.items()):
-                tenant, database, table_name = key
-                with self._lock:
-                    db = self.catalog.tenants.get(tenant, {}).get(database)
-                    table = db.tables.get(table_name) if db else None
-                    if db is None or table is None:
-                        continue
-                    schema = table.arrow_schema(db.options.time_unit)
-                    tags = table.tags
-                    vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
-                data = dedup(combine(buffer.chunks, schema), tags)
-                new_files.extend(self._write_windows(tenant, database, table_name, data, tags, vnode, level=0))
+            for frozen in pending:
+                for key, buffer in sorted(frozen.tables.items()):
+                    new_files.extend(self._flush_table(key, buffer))
             with self._lock:
                 self.manifest.files.extend(new_files)
                 self.manifest.wal_checkpoint = checkpoint
                 self.manifest.save()
-                self._frozen.remove(frozen)
+                for frozen in pending:
+                    self._frozen.remove(frozen)
                 self._flushed.notify_all()
             self.wal.delete_before(checkpoint)
             self.counters["flushes"] += 1
-            log.info("flushed %d rows into %d files in %.2fs", frozen.rows, len(new_files), time.monotonic() - started)
+            rows = sum(m.rows for m in pending)
+            log.info("flushed %d rows into %d files in %.2fs", rows, len(new_files), time.monotonic() - started)
+
+    def _flush_table(self, key: tuple[str, str, str], buffer: TableBuffer) -> list[DataFile]:
+        tenant, database, table_name = key
+        with self._lock:
+            db = self.catalog.tenants.get(tenant, {}).get(database)
+            table = db.tables.get(table_name) if db else None
+            if db is None or table is None:
+                return []
+            schema = table.arrow_schema(db.options.time_unit)
+            tags = table.tags
+            vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+        data = dedup(combine(buffer.chunks, schema), tags)
+        return self._write_windows(tenant, database, table_name, data, tags, vnode, level=0)
 
     def _write_windows(
         self, tenant: str, database: str, table: str, data: pa.Table, tags: list[str], vnode: int, level: int,
