@@ -546,23 +546,27 @@ class Engine:
             self.catalog.save()
 
     def rewrite_table(self, tenant: str, database: str, name: str, keep: Callable[[pa.Table], pa.Table]) -> None:
-        """Apply `keep` (a row filter) to every stored row of a table: DELETE. Flushes first."""
+        """Apply `keep` (a row filter) to every stored row of a table: DELETE. Flushes first; the rewritten files
+        replace the old ones in one manifest update, so a failure leaves the table as it was."""
         with self._maintenance:
             self.flush()
             snapshot = self.snapshot(tenant, database, name)
             try:
+                replaced: list[DataFile] = []
+                outputs: list[DataFile] = []
                 for data_file in snapshot.files:
                     data = self._read_files([data_file], snapshot.schema)
                     kept = keep(data)
                     if kept.num_rows == data.num_rows:
                         continue
-                    outputs: list[DataFile] = []
+                    replaced.append(data_file)
                     if kept.num_rows:
-                        outputs = self._write_windows(
+                        outputs += self._write_windows(
                             tenant, database, name, kept, snapshot.tags, snapshot.vnode, data_file.level, data_file.seq
                         )
+                if replaced:
                     with self._lock:
-                        self._replace_files([data_file], outputs)
+                        self._replace_files(replaced, outputs)
             finally:
                 self.release(snapshot)
         self._delete_obsolete()
