@@ -226,6 +226,57 @@ def test_every_advertised_version_of_every_api_answers(client: Client) -> None:
             },
         )
         assert response.topics[0].partitions[0].low_watermark == version
+    for version in range(ranges[33][0], ranges[33][1] + 1):
+        response = client.request(
+            33,
+            version,
+            {
+                "validate_only": False,
+                "resources": [
+                    {
+                        "resource_type": 2,
+                        "resource_name": "versions",
+                        "configs": [{"name": "retention.ms", "value": str(1000 + version)}],
+                    }
+                ],
+            },
+        )
+        assert response.responses[0].error_code == ErrorCode.none
+    for version in range(ranges[44][0], ranges[44][1] + 1):
+        response = client.request(
+            44,
+            version,
+            {
+                "validate_only": False,
+                "resources": [
+                    {
+                        "resource_type": 2,
+                        "resource_name": "versions",
+                        "configs": [{"name": "segment.bytes", "config_operation": 0, "value": str(65536 + version)}],
+                    }
+                ],
+            },
+        )
+        assert response.responses[0].error_code == ErrorCode.none
+    configs = client.request(
+        32,
+        4,
+        {
+            "resources": [
+                {
+                    "resource_type": 2,
+                    "resource_name": "versions",
+                    "configuration_keys": ["retention.ms", "segment.bytes"],
+                }
+            ],
+            "include_synonyms": False,
+            "include_documentation": False,
+        },
+    )
+    assert {c.name: c.value for c in configs.results[0].configs} == {
+        "retention.ms": str(1000 + ranges[33][1]),
+        "segment.bytes": str(65536 + ranges[44][1]),
+    }
     for version in range(ranges[60][0], ranges[60][1] + 1):
         assert (
             client.request(60, version, {"include_cluster_authorized_operations": False, "endpoint_type": 1})

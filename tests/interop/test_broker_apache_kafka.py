@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import free_port
 from tests.interop.apache_kafka import (
+    CONFIGS,
     CONSOLE_CONSUMER,
     CONSOLE_PRODUCER,
     DELETE_RECORDS,
@@ -74,6 +75,13 @@ def test_kafka_topics_tool_creates_lists_describes_and_deletes_on_tidepool(tidep
     assert "PartitionCount: 4" in ok(run_tool(TOPICS, [*server, "--describe", "--topic", "oceanic"]))
     ok(run_tool(TOPICS, [*server, "--create", "--topic", "kept", "--config", "retention.ms=3600000"]))
     assert "retention.ms=3600000" in ok(run_tool(TOPICS, [*server, "--describe", "--topic", "kept"]))
+    entity = [*server, "--entity-type", "topics", "--entity-name", "kept"]
+    ok(run_tool(CONFIGS, [*entity, "--alter", "--add-config", "retention.ms=7200000,segment.bytes=1048576"]))
+    described = ok(run_tool(CONFIGS, [*entity, "--describe"]))
+    assert "retention.ms=7200000" in described and "segment.bytes=1048576" in described
+    ok(run_tool(CONFIGS, [*entity, "--alter", "--delete-config", "segment.bytes"]))
+    described = ok(run_tool(CONFIGS, [*entity, "--describe"]))
+    assert "retention.ms=7200000" in described and "segment.bytes" not in described
     compacted = run_tool(TOPICS, [*server, "--create", "--topic", "compacted", "--config", "cleanup.policy=compact"])
     assert (
         compacted.returncode != 0 and "cleanup.policy=compact is not supported" in compacted.stdout + compacted.stderr

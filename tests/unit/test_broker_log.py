@@ -258,3 +258,20 @@ def test_silent_producers_expire_after_a_day_and_active_ones_stay(tmp_path: Path
     assert set(log.producers.producers) == {2}
     log.close()
     assert set(PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True).producers.producers) == {2}
+
+
+def test_altered_topic_configs_apply_to_its_partitions_and_survive_restart(tmp_path: Path) -> None:
+    manager = LogManager(tmp_path, LogConfig())
+    manager.create_topic("tides", 2)
+    manager.set_topic_configs("tides", {"segment.bytes": "1024", "retention.bytes": "2048"})
+    log = manager.get("tides", 1)
+    assert log is not None
+    for _ in range(12):
+        append(log, batch(2, size=300))
+    assert len(log.segments) > 3
+    assert log.apply_retention() > 0 and log.log_start_offset > 0
+    manager.close()
+    again = LogManager(tmp_path, LogConfig())
+    assert again.topics["tides"].configs == {"segment.bytes": "1024", "retention.bytes": "2048"}
+    reopened = again.get("tides", 0)
+    assert reopened is not None and reopened.config.segment_bytes == 1024

@@ -24,7 +24,8 @@ log = get_logger("broker")
 
 PRODUCE, FETCH, LIST_OFFSETS, METADATA = 0, 1, 2, 3
 API_VERSIONS, CREATE_TOPICS, DELETE_TOPICS, DELETE_RECORDS, INIT_PRODUCER_ID = 18, 19, 20, 21, 22
-DESCRIBE_CONFIGS, CREATE_PARTITIONS, DESCRIBE_CLUSTER = 32, 37, 60
+DESCRIBE_CONFIGS, ALTER_CONFIGS, CREATE_PARTITIONS, INCREMENTAL_ALTER_CONFIGS, DESCRIBE_CLUSTER = 32, 33, 37, 44, 60
+SET, DELETE = 0, 1  # IncrementalAlterConfigs operations (APPEND and SUBTRACT apply to list configs only)
 
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
@@ -60,6 +61,8 @@ class BrokerHandlers:
             DELETE_RECORDS: (0, 2, self.delete_records),
             INIT_PRODUCER_ID: (0, 4, self.init_producer_id),
             DESCRIBE_CONFIGS: (1, 4, self.describe_configs),
+            ALTER_CONFIGS: (0, 2, self.alter_configs),
+            INCREMENTAL_ALTER_CONFIGS: (0, 1, self.incremental_alter_configs),
             CREATE_PARTITIONS: (0, 3, self.create_partitions),
             DESCRIBE_CLUSTER: (0, 1, self.describe_cluster),
         }
@@ -480,6 +483,50 @@ class BrokerHandlers:
                 entry["configs"] = [c for c in entry["configs"] if c["name"] in keys]
             results.append(entry)
         return _response(request, DESCRIBE_CONFIGS, {"results": results})
+
+    async def alter_configs(self, header: Any, request: Any) -> Any:
+        """The legacy AlterConfigs: a topic's overrides become exactly the given set."""
+        return self._alter(request, ALTER_CONFIGS, lambda _current, resource: self._full_set(resource))
+
+    async def incremental_alter_configs(self, header: Any, request: Any) -> Any:
+        return self._alter(request, INCREMENTAL_ALTER_CONFIGS, self._incremental)
+
+    @staticmethod
+    def _full_set(resource: Any) -> dict[str, str]:
+        return {c.name: c.value for c in resource.configs if c.value is not None}
+
+    @staticmethod
+    def _incremental(current: dict[str, str], resource: Any) -> dict[str, str]:
+        configs = dict(current)
+        for change in resource.configs:
+            if change.config_operation == SET and change.value is not None:
+                configs[change.name] = change.value
+            elif change.config_operation == DELETE:
+                configs.pop(change.name, None)
+            else:
+                raise TopicError(ErrorCode.invalid_config, f"{change.name}: only SET and DELETE are supported")
+        return configs
+
+    def _alter(self, request: Any, api_key: int, new_configs: Any) -> Any:
+        responses = []
+        for resource in request.resources:
+            entry: dict[str, Any] = {
+                "error_code": 0,
+                "error_message": None,
+                "resource_type": resource.resource_type,
+                "resource_name": resource.resource_name,
+            }
+            try:
+                if resource.resource_type != TOPIC_RESOURCE:
+                    raise TopicError(ErrorCode.invalid_request, "only topic configs can be altered")
+                topic = self.logs.topics.get(resource.resource_name)
+                current = topic.configs if topic is not None else {}
+                configs = new_configs(current, resource)
+                self.logs.set_topic_configs(resource.resource_name, configs, request.validate_only)
+            except TopicError as exc:
+                entry.update(error_code=exc.error_code, error_message=exc.message)
+            responses.append(entry)
+        return _response(request, api_key, {"responses": responses})
 
     async def describe_cluster(self, header: Any, request: Any) -> Any:
         return _response(

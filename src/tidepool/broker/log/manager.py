@@ -181,6 +181,20 @@ class LogManager:
         self._save_catalog()
         self._log(f"topic {name} now has {total} partitions")
 
+    def set_topic_configs(self, name: str, configs: dict[str, str], validate_only: bool = False) -> None:
+        """Replace a topic's config overrides; the partitions apply them from their next append or retention."""
+        topic = self.topics.get(name)
+        if topic is None:
+            raise TopicError(UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{name}' does not exist.")
+        config = self.config_for(configs)
+        if validate_only:
+            return
+        topic.configs = dict(configs)
+        for partition_log in topic.partitions:
+            partition_log.config = config
+        self._save_catalog()
+        self._log(f"topic {name} configs now {configs or 'the defaults'}")
+
     def delete_topic(self, name: str) -> None:
         topic = self.topics.pop(name, None)
         if topic is None:
