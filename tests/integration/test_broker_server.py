@@ -513,6 +513,21 @@ def test_random_and_mutated_frames_never_crash_the_server_or_corrupt_the_log(
             },
         ),
         (22, 4, {"transactional_id": None, "transaction_timeout": 1000, "producer_id": -1, "producer_epoch": -1}),
+        (21, 2, {"topics": [{"name": "other", "partitions": [{"partition_index": 0, "offset": 1}]}], "timeout": 100}),
+        (
+            44,
+            1,
+            {
+                "validate_only": True,
+                "resources": [
+                    {
+                        "resource_type": 2,
+                        "resource_name": "other",
+                        "configs": [{"name": "retention.ms", "config_operation": 0, "value": "1000"}],
+                    }
+                ],
+            },
+        ),
     ]
     valid_frames = []
     for api_key, version, body in bodies:
