@@ -219,7 +219,7 @@ async def test_internal_input_writes_the_agents_counters_as_metrics(sink: Sink) 
     from tidepool.agent.plugins.inputs.internal import InternalInput
 
     output = HTTPOutput(InfluxSerializer(), url=sink.url)
-    agent, source, running_output = _agent(output, [[_metric(i) for i in range(4)]])
+    agent, _source, _output = _agent(output, [[_metric(i) for i in range(4)]])
     agent.built.inputs.append(RunningInput("inputs.internal", InternalInput(0.1)))
     await agent.start()
     await _until(lambda: any(line.startswith(b"internal_write,") for line in sink.lines()))
@@ -231,3 +231,25 @@ async def test_internal_input_writes_the_agents_counters_as_metrics(sink: Sink) 
     assert write.startswith(b"internal_write,host=buoy,output=http ")
     assert b"buffer_limit=10000i" in write
     assert any(line.startswith(b"internal_agent,host=buoy ") for line in lines)
+
+
+def test_filters_select_then_modify_as_telegraf() -> None:
+    def flt(table: dict[str, object]) -> MetricFilter:
+        built = MetricFilter.from_options(PluginOptions(table, "outputs.http"))
+        assert built is not None
+        return built
+
+    metric = Metric("cpu.total", {"host": "a", "dc": "eu-1"}, {"usage_user": 1.0, "usage_idle": 2.0, "x": 3.0}, 1)
+    assert flt({"namepass": ["cpu.*"]}).apply(metric, copy=True) is metric
+    assert flt({"namepass": ["mem", "cpu:x"], "namepass_separator": ":"}).apply(metric, copy=True) is None
+    assert flt({"tagpass": {"dc": ["eu-*"]}}).apply(metric, copy=True) is metric
+    assert flt({"tagpass": {"dc": ["us-*"]}}).apply(metric, copy=True) is None
+    assert flt({"tagdrop": {"host": ["a"]}}).apply(metric, copy=True) is None
+    modified = flt({"fieldinclude": ["usage_*"], "fieldexclude": ["*idle"], "taginclude": ["host"]}).apply(
+        metric, copy=True
+    )
+    assert modified is not None and modified is not metric
+    assert (modified.fields, modified.tags) == ({"usage_user": 1.0}, {"host": "a"})
+    assert metric.fields == {"usage_user": 1.0, "usage_idle": 2.0, "x": 3.0}  # the copy left the original alone
+    assert flt({"fieldpass": ["nope"]}).apply(metric, copy=True) is None  # no field left: dropped
+    assert MetricFilter.from_options(PluginOptions({}, "outputs.http")) is None

@@ -91,6 +91,10 @@ async def _run(opts: RunOptions) -> int:
     built = _load(opts, with_outputs=True)
     holder: dict[str, Any] = {}
     metrics_runner = None
+    signals: asyncio.Queue[str] = asyncio.Queue()
+    if not opts.once:
+        for signum, name in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
+            loop.add_signal_handler(signum, signals.put_nowait, name)
     while True:
         agent = Agent(built)
         holder["agent"] = agent
@@ -106,35 +110,23 @@ async def _run(opts: RunOptions) -> int:
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             return 0 if ok else 1
-        event: asyncio.Future[str] = loop.create_future()
-
-        def on_signal(name: str, fut: asyncio.Future[str] = event) -> None:
-            if not fut.done():
-                fut.set_result(name)
-
-        for signum, name in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
-            loop.add_signal_handler(signum, on_signal, name)
         while True:
-            reason = await event
-            if reason != "reload":
+            reason = await signals.get()
+            if reason == "stop":
                 break
             try:
-                new_built = _load(opts, with_outputs=True)
+                built = _load(opts, with_outputs=True)  # checked before the running agent is touched
             except Exception as exc:
-                log.error("reloading config failed, keeping the running one: %s", getattr(exc, "args", [exc])[0])
-                event = loop.create_future()
-                for signum, name in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
-                    loop.add_signal_handler(signum, on_signal, name, event)
+                log.error("reloading config failed, keeping the running one: %s", exc)
                 continue
             break
-        log.info("%s: stopping inputs, flushing outputs", "reloading config" if reason == "reload" else "shutting down")
+        log.info("%s: stopping inputs, flushing outputs", "shutting down" if reason == "stop" else "reloading config")
         await agent.stop()
-        if reason != "reload":
+        if reason == "stop":
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             log.info("agent stopped")
             return 0
-        built = new_built
 
 
 def _log_to_file(path: str) -> None:

@@ -12,9 +12,14 @@ from tidepool.lineproto import Metric
 
 
 class Globs:
+    """Telegraf's filter.Compile: a key matches if it equals a plain pattern or matches a glob."""
+
     def __init__(self, patterns: list[str]) -> None:
         self.exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
         self.globs = [p for p in patterns if p not in self.exact]
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.globs)
 
     def match(self, text: str) -> bool:
         return text in self.exact or any(fnmatchcase(text, g) for g in self.globs)

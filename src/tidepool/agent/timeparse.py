@@ -11,7 +11,6 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-import time
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -217,6 +216,3 @@ def parse_timestamp(fmt: str, value: object, timezone: str = "") -> int:
     layout = NAMED_LAYOUTS.get(fmt.lower(), fmt)
     return parse_layout(layout, value, timezone)
 
-
-def now_ns() -> int:
-    return time.time_ns()

@@ -88,7 +88,6 @@ class KafkaConsumerInput:
         self._acc: Accumulator | None = None
         self._undelivered = 0
         self._paused = False
-        self._assignment: list[Any] = []
         self._error_logged: dict[int, float] = {}
 
     def client_config(self) -> dict[str, Any]:
@@ -144,15 +143,12 @@ class KafkaConsumerInput:
             self._thread = None
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        self._assignment = list(partitions)
         log.info("%s: assigned %s", self.plugin_id, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
         if self._paused and partitions:
             consumer.pause(partitions)
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
-        self._drain_deliveries()
-        revoked = {(p.topic, p.partition) for p in partitions}
-        self._assignment = [p for p in self._assignment if (p.topic, p.partition) not in revoked]
+        self._drain_deliveries()  # store what was delivered, so the revocation commits it
         log.info("%s: revoked %s", self.plugin_id, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _drain_deliveries(self) -> None:

@@ -18,30 +18,16 @@ skipped; every metric of one payload gets the same time (now) unless json_time_k
 from __future__ import annotations
 
 import time
-from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
 
+from tidepool.agent.filters import Globs
 from tidepool.agent.options import ConfigError, PluginOptions
 from tidepool.agent.plugins import ParseError
 from tidepool.agent.plugins.parsers import PARSERS
 from tidepool.agent.timeparse import TimestampError, parse_timestamp
 from tidepool.lineproto import Metric
-
-
-class GlobFilter:
-    """Telegraf's filter.Compile: matches a key against globs (`*`, `?`, `[…]`)."""
-
-    def __init__(self, patterns: list[str]) -> None:
-        self.exact = frozenset(p for p in patterns if not any(c in p for c in "*?["))
-        self.globs = [p for p in patterns if p not in self.exact]
-
-    def __bool__(self) -> bool:
-        return bool(self.exact or self.globs)
-
-    def match(self, key: str) -> bool:
-        return key in self.exact or any(fnmatchcase(key, g) for g in self.globs)
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -106,8 +92,8 @@ class JSONParser:
     ) -> None:
         self.metric_name = metric_name
         self.query = _query_path(query) if query else []
-        self.tag_filter = GlobFilter(tag_keys or [])
-        self.string_filter = GlobFilter(string_fields or [])
+        self.tag_filter = Globs(tag_keys or [])
+        self.string_filter = Globs(string_fields or [])
         self.name_key = name_key
         self.time_key = time_key
         self.time_format = time_format
