@@ -229,3 +229,22 @@ def test_errors_have_cnosdb_codes(engine: Engine) -> None:
 def test_empty_statement_returns_nothing(engine: Engine) -> None:
     result = run(engine, "  ;  ")
     assert result.num_columns == 0 and result.num_rows == 0
+
+
+def test_table_names_keep_their_case_and_need_quotes_as_in_datafusion(engine: Engine) -> None:
+    engine.write_lines("cnosdb", "public", f"CPU,Host=a v=1 {T0}\ncpu,host=b v=2 {T0}".encode())
+    engine.flush()
+    assert run(engine, 'SELECT "Host", v FROM "CPU"').to_pylist() == [{"Host": "a", "v": 1.0}]
+    assert run(engine, "SELECT host, v FROM CPU").to_pylist() == [{"host": "b", "v": 2.0}]  # unquoted: lower case
+    run(engine, """DELETE FROM "CPU" WHERE "Host" = 'a'""")
+    assert run(engine, 'SELECT count(*) AS n FROM "CPU"').to_pylist() == [{"n": 0}]
+    assert run(engine, "SHOW SERIES FROM cpu").column("key").to_pylist() == ["cpu,host=b"]
+
+
+def test_a_query_may_name_a_table_of_another_database(engine: Engine) -> None:
+    run(engine, "CREATE DATABASE oceanic")
+    engine.write_lines("cnosdb", "oceanic", f"buoy,id=1 wave=2.5 {T0}".encode())
+    table = run(engine, "SELECT a.station, b.wave FROM air a JOIN oceanic.buoy b ON a.time = b.time ORDER BY station")
+    assert table.to_pylist() == [{"station": "LianYunGang", "wave": 2.5}, {"station": "XiaoMaiDao", "wave": 2.5}]
+    err = error(engine, "SELECT * FROM oceanic.nosuch")
+    assert (err.code, err.message) == ("030019", 'Table not found: "cnosdb.oceanic.nosuch"')

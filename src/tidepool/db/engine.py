@@ -593,8 +593,9 @@ class Engine:
             self._active_readers -= 1
         self._delete_obsolete()
 
-    def register(self, ctx: SessionContext, name: str, snapshot: TableSnapshot) -> None:
-        """Make `name` in `ctx` the rows of a snapshot, with no duplicate (series, time).
+    def register(self, ctx: SessionContext, name: str, snapshot: TableSnapshot, schema_name: str | None = None) -> None:
+        """Make table `name` (in DataFusion schema `schema_name`, default the default one) in `ctx` the rows of a
+        snapshot, with no duplicate (series, time).
 
         Files whose time range overlaps no other source are scanned in place (one dataset per way DOUBLE columns
         are stored, decoded in a projection); overlapping files and the memtable are merged in memory first.
@@ -617,6 +618,7 @@ class Engine:
                 parts.append(self._memory_table(snapshot))
             merged.append(dedup(pa.concat_tables(parts), snapshot.tags) if len(files) + has_memory > 1 else parts[0])
         selects: list[tuple[str, ds.Dataset, str]] = []
+        hidden_prefix = f"__tidepool_{schema_name or ''}_{name}_"
         time_type = schema.field("time").type
         for number, (signature, clean_files) in enumerate(sorted(clean.items())):
             scales = dict(signature)
@@ -638,20 +640,22 @@ class Engine:
                 if f.name in scales else _ident(f.name)
                 for f in schema
             )  # fmt: skip
-            selects.append((f"__{name}_{number}", dataset, projection if scales else "*"))
+            selects.append((f"{hidden_prefix}{number}", dataset, projection if scales else "*"))
         if merged:
-            selects.append((f"__{name}_mem", ds.dataset(pa.concat_tables(merged), schema=schema), "*"))
+            selects.append((f"{hidden_prefix}mem", ds.dataset(pa.concat_tables(merged), schema=schema), "*"))
+        # Names are quoted so that DataFusion does not lower-case them (a measurement may be `CPU`).
+        qualified = _ident(name) if schema_name is None else f"{_ident(schema_name)}.{_ident(name)}"
         if not selects:
-            ctx.register_dataset(name, ds.dataset(schema.empty_table()))
+            ctx.register_dataset(qualified, ds.dataset(schema.empty_table()))
         elif len(selects) == 1 and selects[0][2] == "*":
-            ctx.register_dataset(name, selects[0][1])
+            ctx.register_dataset(qualified, selects[0][1])
         else:
             for hidden, dataset, _ in selects:
-                ctx.register_dataset(hidden, dataset)
+                ctx.register_dataset(_ident(hidden), dataset)
             union = " UNION ALL ".join(
                 f"SELECT {projection} FROM {_ident(hidden)}" for hidden, _, projection in selects
             )
-            ctx.register_view(name, ctx.sql(union))
+            ctx.register_view(qualified, ctx.sql(union))
 
     def _memory_table(self, snapshot: TableSnapshot) -> pa.Table:
         """The deduplicated memtable rows of a snapshot, cached per memtable version."""

@@ -635,7 +635,7 @@ def _run_on_table(name: str, data: pa.Table, sql: str) -> pa.Table:
     import pyarrow.dataset as ds
 
     ctx = _context()
-    ctx.register_dataset(name, ds.dataset(data))
+    ctx.register_dataset(quote_ident(name), ds.dataset(data))
     try:
         return ctx.sql(sql).to_arrow_table()
     except Exception as exc:  # DataFusion raises plain Exceptions with its message
@@ -655,20 +655,38 @@ def _datafusion_query(engine: Engine, tenant: str, database: str, sql: str) -> Q
     return _run_datafusion(engine, tenant, database, rewrite_functions(sql))
 
 
+def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> set[tuple[str | None, str]]:
+    """Tables `sql` may read: (None, table) of the current database, and (db, table) for `db.table` naming
+    another database of the tenant."""
+    tokens = tokenize(sql)
+    names = {t.value for t in tokens if t.kind in ("word", "quoted")}
+    with engine._lock:
+        databases = engine.catalog.tenants.get(tenant, {})
+        if database not in databases:
+            raise errors.database_not_found(database)
+        wanted: set[tuple[str | None, str]] = {(None, n) for n in set(databases[database].tables) & names}
+        for first, dot, second in zip(tokens, tokens[1:], tokens[2:], strict=False):
+            if dot.text != "." or first.kind not in ("word", "quoted") or second.kind not in ("word", "quoted"):
+                continue
+            other = databases.get(first.value)
+            if other is not None and first.value not in (database, "public") and second.value in other.tables:
+                wanted.add((first.value, second.value))
+    return wanted
+
+
 def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
     from tidepool.db.engine import QueryResult
 
-    with engine._lock:
-        db = engine.catalog.database(tenant, database)
-        table_names = set(db.tables)
-    wanted = table_names & identifiers(sql)
+    wanted = _referenced_tables(engine, tenant, database, sql)
     ctx = _context()
     snapshots = []
     try:
-        for name in sorted(wanted):
-            snapshot = engine.snapshot(tenant, database, name)
+        for other_db in sorted({s for s, _ in wanted if s is not None}):
+            ctx.sql(f"CREATE SCHEMA {quote_ident(other_db)}").collect()
+        for in_db, name in sorted(wanted, key=lambda w: (w[0] or "", w[1])):
+            snapshot = engine.snapshot(tenant, in_db or database, name)
             snapshots.append(snapshot)
-            engine.register(ctx, name, snapshot)
+            engine.register(ctx, name, snapshot, in_db)
         frame = ctx.sql(sql)
         schema = cnosdb_names(frame.schema())
         stream = frame.execute_stream()
@@ -708,7 +726,7 @@ def cnosdb_names(schema: pa.Schema) -> pa.Schema:
     return pa.schema(fields, metadata=schema.metadata)
 
 
-_TABLE_NOT_FOUND = re.compile(r"table '(?:[^'.]+\.)*([^'.]+)' not found")
+_TABLE_NOT_FOUND = re.compile(r"table '(?:datafusion\.)?(?:([^'.]+)\.)?([^'.]+)' not found")
 _PARSER_ERROR = re.compile(r'ParserError\("(.*)"\)', re.DOTALL)
 
 
@@ -717,7 +735,8 @@ def _map_error(exc: Exception, tenant: str, database: str) -> DbError:
     text = str(exc)
     match = _TABLE_NOT_FOUND.search(text)
     if match and tenant:
-        return errors.table_not_found(tenant, database, match.group(1))
+        schema, table = match.groups()
+        return errors.table_not_found(tenant, schema if schema not in (None, "public") else database, table)
     match = _PARSER_ERROR.search(text)
     if match:
         return errors.sql_parser(match.group(1).replace("Expected: ", "Expected "))
