@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from bench.common import TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
+from bench.common import TSBS_FIELDS, TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
 from bench.peers.base import PeerUnavailable, Profiler, ServerProcess, summarize_stacks
 from bench.report import FASTEST, Measurement, PartResult
 
@@ -274,7 +274,11 @@ def tidepool_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]
 
     day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
     return {
-        QUERY_NAMES[0]: rows("SELECT DISTINCT ON (hostname) * FROM cpu ORDER BY hostname, time DESC"),
+        QUERY_NAMES[0]: rows(
+            "SELECT hostname, max(time) AS time, "
+            + ", ".join(f"last(time, {f}) AS {f}" for f in TSBS_FIELDS)
+            + " FROM cpu GROUP BY hostname"
+        ),
         QUERY_NAMES[1]: rows(
             "SELECT date_bin(INTERVAL '1 hour', time) AS hour, avg(usage_user) AS mean FROM cpu "
             f"WHERE hostname = 'host_0' AND time >= '{day[0]}' AND time < '{day[1]}' GROUP BY hour ORDER BY hour"
@@ -393,6 +397,10 @@ def part_db(opts: Options) -> PartResult:
         "system in its own language: SQL (tidepool), InfluxQL (InfluxDB), MetricsQL (VictoriaMetrics). The "
         "result row counts are compared; VictoriaMetrics stores one series per field, so its last-point answer "
         "has 10 series per host where the others have one row with 10 fields.",
+        "Last point per host in tidepool is CnosDB's idiom, `last(time, field)` for each field grouped by host; "
+        "`SELECT DISTINCT ON (hostname) * … ORDER BY hostname, time DESC`, which also returns the tags, took about "
+        "3× as long in a trial at full scale. InfluxDB: `SELECT * … GROUP BY hostname ORDER BY time DESC LIMIT 1`; "
+        "VictoriaMetrics: `last_over_time` over the whole span.",
     ]
     rec.targets += [
         ("ingest, 1 connection", "InfluxDB", "ingest ≥ 1.0× InfluxDB (1 connection)", 1.0),
@@ -448,6 +456,12 @@ def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, op
             server.start()
             with rec.profiling("ingest, 1 connection", server):
                 post_batches(server.write_url(), system.headers(server), batches, 1)
+            server.flush()
+            for name, run_query in system.queries(server, window).items():
+                run_query()
+                with rec.profiling(f"query {name!r}, {opts.query_runs} executions", server):
+                    for _ in range(opts.query_runs):
+                        run_query()
         finally:
             server.cleanup()
 
