@@ -248,3 +248,28 @@ def test_a_query_may_name_a_table_of_another_database(engine: Engine) -> None:
     assert table.to_pylist() == [{"station": "LianYunGang", "wave": 2.5}, {"station": "XiaoMaiDao", "wave": 2.5}]
     err = error(engine, "SELECT * FROM oceanic.nosuch")
     assert (err.code, err.message) == ("030019", 'Table not found: "cnosdb.oceanic.nosuch"')
+
+
+def test_update_fields_and_tags(engine: Engine) -> None:
+    engine.flush()
+    engine.write_lines("cnosdb", "public", f"air,station=XiaoMaiDao visibility=1 {T0 + 30 * MIN}".encode())
+    run(engine, "UPDATE air SET pressure = pressure + 100, visibility = 0 WHERE station = 'XiaoMaiDao'")
+    table = run(engine, "SELECT station, visibility, pressure FROM air ORDER BY station, time").to_pylist()
+    assert table[2:] == [
+        {"station": "XiaoMaiDao", "visibility": 0.0, "pressure": 152.0},
+        {"station": "XiaoMaiDao", "visibility": 0.0, "pressure": 155.0},
+        {"station": "XiaoMaiDao", "visibility": 0.0, "pressure": 150.0},
+        {"station": "XiaoMaiDao", "visibility": 0.0, "pressure": None},
+    ]
+    assert table[:2] == [
+        {"station": "LianYunGang", "visibility": 69.0, "pressure": 57.0},
+        {"station": "LianYunGang", "visibility": 70.0, "pressure": 59.0},
+    ]
+    run(engine, "UPDATE air SET station = 'Renamed' WHERE station = 'LianYunGang'")
+    assert run(engine, "SHOW TAG VALUES FROM air WITH KEY = station").column("value").to_pylist() == [
+        "Renamed",
+        "XiaoMaiDao",
+    ]
+    assert error(engine, "UPDATE air SET station = 'x', visibility = 1").code == "010003"
+    assert error(engine, "UPDATE air SET time = 1").code == "010003"
+    assert error(engine, "UPDATE air SET nosuch = 1").code == "010029"

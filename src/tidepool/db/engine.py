@@ -546,7 +546,8 @@ class Engine:
             self.catalog.save()
 
     def rewrite_table(self, tenant: str, database: str, name: str, keep: Callable[[pa.Table], pa.Table]) -> None:
-        """Apply `keep` (a row filter) to every stored row of a table: DELETE. Flushes first; the rewritten files
+        """Apply `keep` to the rows of every file of a table (DELETE filters them, UPDATE changes them; the result
+        must be deduplicated and sorted). Flushes first; the rewritten files
         replace the old ones in one manifest update, so a failure leaves the table as it was."""
         with self._maintenance:
             self.flush()
@@ -557,7 +558,7 @@ class Engine:
                 for data_file in snapshot.files:
                     data = self._read_files([data_file], snapshot.schema)
                     kept = keep(data)
-                    if kept.num_rows == data.num_rows:
+                    if kept.num_rows == data.num_rows and _same_rows(kept, data):
                         continue
                     replaced.append(data_file)
                     if kept.num_rows:
@@ -702,6 +703,13 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _same_rows(a: pa.Table, b: pa.Table) -> bool:
+    try:
+        return a.cast(b.schema).equals(b)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
 
 
 def _ident(name: str) -> str:

@@ -36,6 +36,7 @@ from tidepool.db.query.sql import (
     split_statements,
     tokenize,
 )
+from tidepool.db.storage.memtable import dedup
 
 if TYPE_CHECKING:
     from datafusion import SessionContext
@@ -85,9 +86,11 @@ def execute(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult
         return _insert(engine, tenant, database, cur)
     if first == "DELETE":
         return _delete(engine, tenant, database, cur)
+    if first == "UPDATE":
+        return _update(engine, tenant, database, cur)
     if first in ("GRANT", "REVOKE") or (first in ("CREATE", "DROP", "ALTER") and second in _ACCOUNT_WORDS):
         raise errors.not_implemented(f"{first} {second} (users and roles are handled by the HTTP API)")
-    if first in ("CREATE", "DROP", "ALTER", "UPDATE", "COPY", "RECOVER", "KILL"):
+    if first in ("CREATE", "DROP", "ALTER", "COPY", "RECOVER", "KILL"):
         raise errors.not_implemented(f"{first} {second}".strip())
     raise errors.sql_parser(f"Expected an SQL statement, found: {tokens[0].text}")
 
@@ -620,6 +623,64 @@ def _delete(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
 
     engine.rewrite_table(tenant, database, name, keep)
     return _result(_NO_ROWS, [])
+
+
+def _update(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
+    """`UPDATE t SET col = expr[, ...] [WHERE cond]`: fields or tags (not both, as CnosDB), never time."""
+    cur.expect("UPDATE")
+    name = cur.name()
+    cur.expect("SET")
+    assignments: dict[str, str] = {}
+    while True:
+        column = cur.name()
+        cur.expect("=")
+        expression = cur.text_until(",", "WHERE")
+        if not expression:
+            raise errors.sql_parser(f"Expected an expression after {column} =, found: EOF")
+        assignments[column] = expression
+        if not cur.accept(","):
+            break
+    where = cur.rest() if cur.accept("WHERE") else ""
+    if not where:
+        _expect_end(cur)
+    snapshot = engine.snapshot(tenant, database, name)
+    engine.release(snapshot)
+    schema, tags = snapshot.schema, set(snapshot.tags)
+    for column in assignments:
+        if column == "time":
+            raise errors.semantic("Column time does not support modification")
+        if column not in schema.names:
+            raise errors.column_not_exists(name, column)
+    if len({column in tags for column in assignments}) > 1:
+        raise errors.semantic("Cannot update tags and fields at the same time")
+    projection = ", ".join(
+        (
+            f"CASE WHEN ({where}) IS TRUE THEN ({assignments[f.name]}) ELSE {quote_ident(f.name)} END"
+            if where
+            else f"({assignments[f.name]})"
+        )
+        + f" AS {quote_ident(f.name)}"
+        if f.name in assignments
+        else quote_ident(f.name)
+        for f in schema
+    )
+    sql = f"SELECT {projection} FROM {quote_ident(name)}"
+    _run_on_table(name, schema.empty_table(), sql)  # validate before touching anything
+
+    def updated(data: pa.Table) -> pa.Table:
+        result = _run_on_table(name, data, sql)
+        columns = [_cast_column(result.column(i), f) for i, f in enumerate(schema)]
+        return dedup(pa.Table.from_arrays(columns, schema=schema), snapshot.tags)
+
+    engine.rewrite_table(tenant, database, name, updated)
+    return _result(_NO_ROWS, [])
+
+
+def _cast_column(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
+    try:
+        return values.cast(target.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise errors.datafusion(f"Arrow error: Cast error: column {target.name}: {exc}") from None
 
 
 # --- DataFusion ------------------------------------------------------------------------------------------
