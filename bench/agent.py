@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import print_table
 
-SINK = r'''
+SINK = r"""
 import sys, time, json
 from aiohttp import web
 port = int(sys.argv[1])
@@ -69,7 +69,7 @@ app = web.Application(client_max_size=256 << 20)
 app.router.add_post("/api/v1/write", write)
 app.router.add_get("/stats", stats)
 web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
-'''
+"""
 
 CONFIG = """[agent]
 {agent}
@@ -93,8 +93,10 @@ CONFIG = """[agent]
 
 SETTINGS = {
     "telegraf defaults": ("", ""),
-    "low latency": ('  flush_interval = "100ms"\n  metric_batch_size = 5000\n  metric_buffer_limit = 50000',
-                    "  max_undelivered_messages = 20000"),
+    "low latency": (
+        '  flush_interval = "100ms"\n  metric_batch_size = 5000\n  metric_buffer_limit = 50000',
+        "  max_undelivered_messages = 20000",
+    ),
 }
 
 
@@ -123,7 +125,9 @@ def sink_stats(port: int, reset: bool = False) -> dict[str, float]:
 
 def db_sql(port: int, query: str) -> list[list[str]]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/v1/sql?db=public", data=query.encode(), method="POST",
+        f"http://127.0.0.1:{port}/api/v1/sql?db=public",
+        data=query.encode(),
+        method="POST",
         headers={"Authorization": "Basic cm9vdDo=", "Accept": "application/csv"},
     )
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -137,8 +141,19 @@ class DbTarget:
         self.port = free_port()
         self.log = open(workdir / "db.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tidepool", "db", "--listen", f"127.0.0.1:{self.port}",
-             "--data-dir", str(workdir / "db")], stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tidepool",
+                "db",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--data-dir",
+                str(workdir / "db"),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         wait_port(self.port)
         self.base = 0
 
@@ -168,8 +183,11 @@ class DbTarget:
 
 
 def payload(i: int, sent: bool) -> bytes:
-    doc: dict[str, float] = {"pressure": (i % 100) / 10, "temperature": (i * 7 % 1000) / 10,
-                             "visibility": (i * 13 % 1000) / 10}
+    doc: dict[str, float] = {
+        "pressure": (i % 100) / 10,
+        "temperature": (i * 7 % 1000) / 10,
+        "visibility": (i * 13 % 1000) / 10,
+    }
     if sent:
         doc["sent"] = time.time_ns()
     return json.dumps(doc).encode()
@@ -224,8 +242,11 @@ class Agent:
         self.path = workdir / f"{name}.conf"
         self.path.write_text(config)
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "tidepool", "agent", "--config", str(self.path)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tidepool", "agent", "--config", str(self.path)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -267,8 +288,14 @@ def main() -> None:
         print(f"produced {args.messages} messages in {produce_s:.1f}s", file=sys.stderr)
         for label, (agent_section, extra) in SETTINGS.items():
             reset()
-            config = CONFIG.format(agent=agent_section, broker=broker.bootstrap, topic="oceanic",
-                                   group=f"bench-{label.replace(' ', '-')}", extra=extra, sink=target_port)
+            config = CONFIG.format(
+                agent=agent_section,
+                broker=broker.bootstrap,
+                topic="oceanic",
+                group=f"bench-{label.replace(' ', '-')}",
+                extra=extra,
+                sink=target_port,
+            )
             started = time.monotonic()
             agent = Agent(workdir, config, label.replace(" ", "-"))
             deadline = started + 600
@@ -284,13 +311,29 @@ def main() -> None:
             agent.stop()
             drain = time.monotonic() - first[0] if first else float("nan")
             steady = (count - first[1]) / drain if first and drain > 0 else float("nan")
-            rows.append([f"throughput, {label}", f"{count:.0f}", f"{count / elapsed:,.0f}", f"{steady:,.0f}",
-                         f"{cpu / max(1, count) * 1e6:.1f}", "-", "-", f"{rss:.0f}"])
+            rows.append(
+                [
+                    f"throughput, {label}",
+                    f"{count:.0f}",
+                    f"{count / elapsed:,.0f}",
+                    f"{steady:,.0f}",
+                    f"{cpu / max(1, count) * 1e6:.1f}",
+                    "-",
+                    "-",
+                    f"{rss:.0f}",
+                ]
+            )
         for rate in [float(r) for r in args.rates.split(",") if r]:
             topic = f"fresh-{int(rate)}"
             reset()
-            config = CONFIG.format(agent=SETTINGS["low latency"][0], broker=broker.bootstrap, topic=topic,
-                                   group=f"bench-{topic}", extra=SETTINGS["low latency"][1], sink=target_port)
+            config = CONFIG.format(
+                agent=SETTINGS["low latency"][0],
+                broker=broker.bootstrap,
+                topic=topic,
+                group=f"bench-{topic}",
+                extra=SETTINGS["low latency"][1],
+                sink=target_port,
+            )
             create_topic(broker.bootstrap, topic)
             agent = Agent(workdir, config, topic)
             time.sleep(3)  # joined and assigned before the clock starts
@@ -319,8 +362,18 @@ def main() -> None:
             else:
                 stats = sink_stats(sink_port)
                 p50, p99 = stats["p50_ms"], stats["p99_ms"]
-            rows.append([f"freshness at {rate:,.0f} msg/s", f"{got:.0f}", "-", "-",
-                         f"{cpu / max(1, got) * 1e6:.1f}", f"{p50:.0f}", f"{p99:.0f}", f"{rss:.0f}"])
+            rows.append(
+                [
+                    f"freshness at {rate:,.0f} msg/s",
+                    f"{got:.0f}",
+                    "-",
+                    "-",
+                    f"{cpu / max(1, got) * 1e6:.1f}",
+                    f"{p50:.0f}",
+                    f"{p99:.0f}",
+                    f"{rss:.0f}",
+                ]
+            )
     finally:
         sink.terminate()
         sink.wait(10)
@@ -328,8 +381,16 @@ def main() -> None:
             db.close()
         broker.stop()
     print_table(
-        ["run", f"messages ({args.target})", "msg/s (agent start→last)", "msg/s (first→last)", "agent CPU µs/msg",
-         "p50 ms", "p99 ms", "agent peak RSS MiB"],
+        [
+            "run",
+            f"messages ({args.target})",
+            "msg/s (agent start→last)",
+            "msg/s (first→last)",
+            "agent CPU µs/msg",
+            "p50 ms",
+            "p99 ms",
+            "agent peak RSS MiB",
+        ],
         rows,
     )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -147,8 +147,9 @@ def test_db_killed_mid_stream_and_restarted_count_ends_exactly_at_n(
     assert committed(broker.bootstrap) == n
 
 
-def test_agent_killed_mid_stream_and_restarted_count_ends_exactly_at_n(tmp_path: Path, broker: BrokerProcess,
-                                                                       db: DbProcess) -> None:
+def test_agent_killed_mid_stream_and_restarted_count_ends_exactly_at_n(
+    tmp_path: Path, broker: BrokerProcess, db: DbProcess
+) -> None:
     n = 6000
     # Each reading carries its event time (as `tidepool up`'s simulator does), so a replayed message lands on
     # the same series+time row and the db merges it.

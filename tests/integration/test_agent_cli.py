@@ -37,8 +37,14 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
 
 
 def _agent(args: list[str], env: dict[str, str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tidepool", "agent", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60, **kw)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "tidepool", "agent", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def _until(predicate: object, timeout: float, what: str) -> None:
@@ -105,16 +111,21 @@ def test_unknown_option_and_missing_required_variable_stop_at_start(tmp_path: Pa
     assert "required variable TOPIC is missing a value: set TOPIC to the Kafka topic" in result.stderr
 
 
-def test_sighup_reloads_the_config_and_a_bad_reload_keeps_the_running_one(tmp_path: Path,
-                                                                         broker: BrokerProcess) -> None:
+def test_sighup_reloads_the_config_and_a_bad_reload_keeps_the_running_one(
+    tmp_path: Path, broker: BrokerProcess
+) -> None:
     config = tmp_path / "a.conf"
     first, second = tmp_path / "first.lp", tmp_path / "second.lp"
     config.write_text(FILE_CONFIG.replace("${OUT}", str(first)))
     env = {"BROKER": broker.bootstrap, "TOPIC": "cli-hup", "GROUP": "t4"}
     log = tmp_path / "agent.log"
     with open(log, "wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "tidepool", "agent", "--config", str(config)],
-                                stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **env})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tidepool", "agent", "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
     try:
         produce(broker.bootstrap, sensor_payloads(10), topic="cli-hup")
         _until(lambda: len(_lines(first)) == 10, 30, "first output")

@@ -61,7 +61,7 @@ class InfluxDB:
             f'reporting-disabled = true\nbind-address = "127.0.0.1:{free_port()}"\n'
             f'[meta]\n  dir = "{self.directory}/meta"\n'
             f'[data]\n  dir = "{self.directory}/data"\n  wal-dir = "{self.directory}/wal"\n'
-            '  query-log-enabled = false\n'
+            "  query-log-enabled = false\n"
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
             "[monitor]\n  store-enabled = false\n[continuous_queries]\n  enabled = false\n"
         )
@@ -101,6 +101,7 @@ def influxdb(tmp_path: Path) -> Iterator[InfluxDB]:
 
 def _expected_line(host: str, doc: dict[str, float], ts_ns: int) -> bytes:
     """Telegraf's influx serializer for the JSON parser's metric, written out by the documented rules."""
+
     def number(v: float) -> str:
         text = repr(float(v))
         return text[:-2] if text.endswith(".0") else text
@@ -110,7 +111,9 @@ def _expected_line(host: str, doc: dict[str, float], ts_ns: int) -> bytes:
 
 
 def test_apache_kafka_to_influxdb_with_telegrafs_bytes(
-    tmp_path: Path, apache_kafka: object, influxdb: InfluxDB  # noqa: F811
+    tmp_path: Path,
+    apache_kafka: object,  # noqa: F811  (the fixture imported above)
+    influxdb: InfluxDB,
 ) -> None:
     bootstrap = apache_kafka.bootstrap  # type: ignore[attr-defined]
     docs = [{"pressure": i % 10 + 0.5, "temperature": float(i), "visibility": 100 - i / 4} for i in range(200)]

@@ -58,7 +58,7 @@ def test_unknown_option_fails_with_telegrafs_message_and_line() -> None:
     with pytest.raises(ConfigError) as err:
         build(_config(text))
     assert str(err.value) == (
-        'error loading config file telegraf.conf: plugin inputs.kafka_consumer: line 2: configuration specified '
+        "error loading config file telegraf.conf: plugin inputs.kafka_consumer: line 2: configuration specified "
         'the fields ["topic" "bogus"], but they were not used. This is either a typo or this config option does '
         "not exist in this version."
     )
@@ -145,12 +145,15 @@ def test_invalid_offset_and_missing_file_are_refused(tmp_path: Path) -> None:
 
 
 def test_input_filter_and_kafka_client_options() -> None:
-    text = TUTORIAL.replace(
-        'data_format = "json"',
-        'data_format = "json"\n  sasl_username = "u"\n  sasl_password = "p"\n  sasl_mechanism = "SCRAM-SHA-256"\n'
-        '  enable_tls = true\n  tls_ca = "/etc/ca.pem"\n  consumer_fetch_default = "2MB"\n'
-        '  consumer_fetch_max_wait = "100ms"\n  balance_strategy = "sticky"\n  kafka_version = "2.5.1"',
-    ) + '[[inputs.internal]]\n'
+    text = (
+        TUTORIAL.replace(
+            'data_format = "json"',
+            'data_format = "json"\n  sasl_username = "u"\n  sasl_password = "p"\n  sasl_mechanism = "SCRAM-SHA-256"\n'
+            '  enable_tls = true\n  tls_ca = "/etc/ca.pem"\n  consumer_fetch_default = "2MB"\n'
+            '  consumer_fetch_max_wait = "100ms"\n  balance_strategy = "sticky"\n  kafka_version = "2.5.1"',
+        )
+        + "[[inputs.internal]]\n"
+    )
     built = build(_config(text), input_filter=["internal"])
     assert [i.plugin_id for i in built.inputs] == ["inputs.internal"]
     (kafka,) = build(_config(text), input_filter=["kafka_consumer"]).inputs
@@ -166,4 +169,4 @@ def test_input_filter_and_kafka_client_options() -> None:
 
 def test_processors_are_refused_as_absent() -> None:
     with pytest.raises(ConfigError, match="processors are not supported by tidepool agent"):
-        _config(TUTORIAL + '[[processors.rename]]\n')
+        _config(TUTORIAL + "[[processors.rename]]\n")

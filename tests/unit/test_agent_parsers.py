@@ -42,8 +42,10 @@ def test_name_key_and_time_key() -> None:
 
 def test_integer_unix_ns_time_key_is_exact() -> None:
     parser = JSONParser("m", tag_keys=["station_id"], time_key="time", time_format="unix_ns")
-    first, second = (parser.parse(b'{"station_id": "s1", "time": %d, "v": 1}' % t)[0]
-                     for t in (1_795_610_000_123_456_789, 1_795_610_000_123_456_790))
+    first, second = (
+        parser.parse(b'{"station_id": "s1", "time": %d, "v": 1}' % t)[0]
+        for t in (1_795_610_000_123_456_789, 1_795_610_000_123_456_790)
+    )
     assert (first.time, second.time) == (1_795_610_000_123_456_789, 1_795_610_000_123_456_790)
     assert first.tags == {"station_id": "s1"} and "time" not in first.fields
 
@@ -117,7 +119,7 @@ def test_layout_without_year_uses_this_year() -> None:
 
 
 def test_influx_parser_keeps_types_and_unsigned() -> None:
-    (metric,) = InfluxParser().parse(b"cpu,host=a usage=1.5,count=3i,big=7u,on=true,msg=\"x\" 1700000000000000000\n")
+    (metric,) = InfluxParser().parse(b'cpu,host=a usage=1.5,count=3i,big=7u,on=true,msg="x" 1700000000000000000\n')
     assert metric.name == "cpu" and metric.tags == {"host": "a"}
     assert metric.fields == {"usage": 1.5, "count": 3, "big": 7, "on": True, "msg": "x"}
     assert metric.unsigned == {"big"} and metric.time == 1_700_000_000_000_000_000

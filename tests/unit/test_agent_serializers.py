@@ -102,8 +102,7 @@ def test_json_serializer_shape() -> None:
     metric = Metric("kafka_consumer", {"host": "vm"}, {"pressure": 5.0, "n": 3, "s": "x"}, T)
     line = JSONSerializer().serialize(metric)
     assert line == (
-        b'{"fields":{"n":3,"pressure":5,"s":"x"},"name":"kafka_consumer","tags":{"host":"vm"},'
-        b'"timestamp":1700000000}\n'
+        b'{"fields":{"n":3,"pressure":5,"s":"x"},"name":"kafka_consumer","tags":{"host":"vm"},"timestamp":1700000000}\n'
     )
     batch = orjson.loads(JSONSerializer(timestamp_units_ns=1_000_000).serialize_batch([metric, metric]))
     assert [m["timestamp"] for m in batch["metrics"]] == [1_700_000_000_123, 1_700_000_000_123]

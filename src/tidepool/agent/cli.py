@@ -101,9 +101,13 @@ async def _run(opts: RunOptions) -> int:
         await agent.start()
         if opts.metrics_listen and metrics_runner is None:
             metrics_runner = await _serve_metrics(opts.metrics_listen, holder)
-        log.info("agent started: %d input(s), %d output(s), flush_interval %gs, metric_batch_size %d",
-                 len(built.inputs), len(built.outputs), built.settings.flush_interval,
-                 built.settings.metric_batch_size)
+        log.info(
+            "agent started: %d input(s), %d output(s), flush_interval %gs, metric_batch_size %d",
+            len(built.inputs),
+            len(built.outputs),
+            built.settings.flush_interval,
+            built.settings.metric_batch_size,
+        )
         if opts.once:
             await asyncio.sleep(opts.test_wait)
             ok = await agent.stop()
@@ -142,20 +146,37 @@ def _log_to_file(path: str) -> None:
 
 
 @click.command("agent", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-config", "configs", multiple=True, metavar="FILE",
-              help="Telegraf configuration file (repeatable).")
-@click.option("--config-directory", "-config-directory", "directories", multiple=True, metavar="DIR",
-              help="Directory of *.conf files to merge (repeatable).")
+@click.option(
+    "--config", "-config", "configs", multiple=True, metavar="FILE", help="Telegraf configuration file (repeatable)."
+)
+@click.option(
+    "--config-directory",
+    "-config-directory",
+    "directories",
+    multiple=True,
+    metavar="DIR",
+    help="Directory of *.conf files to merge (repeatable).",
+)
 @click.option("--test", "-test", is_flag=True, help="Gather, print metrics as `> line` to stdout, write no outputs.")
-@click.option("--test-wait", "-test-wait", default=0.0, type=float, metavar="SECONDS",
-              help="With --test or --once: how long service inputs (kafka_consumer) run.")
+@click.option(
+    "--test-wait",
+    "-test-wait",
+    default=0.0,
+    type=float,
+    metavar="SECONDS",
+    help="With --test or --once: how long service inputs (kafka_consumer) run.",
+)
 @click.option("--once", "-once", is_flag=True, help="Gather once (for --test-wait seconds), flush outputs, exit.")
 @click.option("--debug", "-debug", is_flag=True, help="Log debug messages.")
 @click.option("--quiet", "-quiet", is_flag=True, help="Log errors only.")
 @click.option("--input-filter", "-input-filter", default="", metavar="A:B", help="Run only these inputs.")
 @click.option("--output-filter", "-output-filter", default="", metavar="A:B", help="Run only these outputs.")
-@click.option("--metrics-listen", default="", metavar="HOST:PORT",
-              help="Serve the agent's counters (Prometheus text) on http://HOST:PORT/metrics.")
+@click.option(
+    "--metrics-listen",
+    default="",
+    metavar="HOST:PORT",
+    help="Serve the agent's counters (Prometheus text) on http://HOST:PORT/metrics.",
+)
 def agent(
     configs: tuple[str, ...],
     directories: tuple[str, ...],
@@ -178,8 +199,16 @@ def agent(
         setup_logging("debug")
     elif quiet:
         setup_logging("error")
-    opts = RunOptions(list(configs), list(directories), _split_filter(input_filter), _split_filter(output_filter),
-                      test, test_wait, once, metrics_listen)
+    opts = RunOptions(
+        list(configs),
+        list(directories),
+        _split_filter(input_filter),
+        _split_filter(output_filter),
+        test,
+        test_wait,
+        once,
+        metrics_listen,
+    )
     try:
         from tidepool.agent import config as config_module
 

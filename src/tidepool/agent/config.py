@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,14 +209,14 @@ def load_text(config: AgentConfig, text: str, source: str, environ: dict[str, st
                             f"{key} are not supported by tidepool agent"
                         )
         else:
-            raise ConfigError(
-                f"error loading config file {source}: invalid configuration, bad table name {key!r}"
-            )
+            raise ConfigError(f"error loading config file {source}: invalid configuration, bad table name {key!r}")
     config.files.append(source)
 
 
 def load(
-    files: list[str], directories: list[str] = (), environ: dict[str, str] | None = None  # type: ignore[assignment]
+    files: Sequence[str],
+    directories: Sequence[str] = (),
+    environ: dict[str, str] | None = None,
 ) -> AgentConfig:
     """Read every config file, then every `*.conf` of each directory (sorted), into one AgentConfig."""
     config = AgentConfig()
@@ -228,9 +229,10 @@ def load(
     if not paths:
         default = _default_config_path(environ)
         if default is None:
-            raise ConfigError("no config file specified, and could not find one in $TELEGRAF_CONFIG_PATH, "
-                              "/root/.telegraf/telegraf.conf, or /etc/telegraf/telegraf.conf".replace(
-                                  "/root", str(Path.home())))
+            raise ConfigError(
+                "no config file specified, and could not find one in $TELEGRAF_CONFIG_PATH, "
+                "/root/.telegraf/telegraf.conf, or /etc/telegraf/telegraf.conf".replace("/root", str(Path.home()))
+            )
         paths.append(default)
     for path in paths:
         try:
@@ -243,8 +245,11 @@ def load(
 
 def _default_config_path(environ: dict[str, str] | None) -> Path | None:
     env = os.environ if environ is None else environ
-    candidates = [env.get("TELEGRAF_CONFIG_PATH", ""), str(Path.home() / ".telegraf" / "telegraf.conf"),
-                  "/etc/telegraf/telegraf.conf"]
+    candidates = [
+        env.get("TELEGRAF_CONFIG_PATH", ""),
+        str(Path.home() / ".telegraf" / "telegraf.conf"),
+        "/etc/telegraf/telegraf.conf",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)

@@ -28,8 +28,16 @@ from tidepool.logs import get_logger
 
 log = get_logger("agent")
 
-_INPUT_COMMON = ("alias", "interval", "precision", "collection_jitter", "collection_offset", "log_level",
-                 "startup_error_behavior", "data_format")
+_INPUT_COMMON = (
+    "alias",
+    "interval",
+    "precision",
+    "collection_jitter",
+    "collection_offset",
+    "log_level",
+    "startup_error_behavior",
+    "data_format",
+)
 _OUTPUT_COMMON = ("alias", "log_level", "data_format")
 
 
@@ -112,8 +120,9 @@ class RunningOutput:
                     out = self.filter.apply(metric, copy)
                 if out is not None and self.renames:
                     name = self.name_override or out.name
-                    out = Metric(self.name_prefix + name + self.name_suffix, out.tags, out.fields, out.time,
-                                 out.unsigned)
+                    out = Metric(
+                        self.name_prefix + name + self.name_suffix, out.tags, out.fields, out.time, out.unsigned
+                    )
                 if out is not None:
                     kept.append(out)
                 else:
@@ -433,4 +442,3 @@ def prometheus_text(agent: Agent) -> str:
         lines.append(f"# TYPE {family} {kind}")
         lines.extend(samples)
     return "\n".join(lines) + "\n"
-

@@ -215,4 +215,3 @@ def parse_timestamp(fmt: str, value: object, timezone: str = "") -> int:
         raise TimestampError(f"unsupported type {type(value).__name__}")
     layout = NAMED_LAYOUTS.get(fmt.lower(), fmt)
     return parse_layout(layout, value, timezone)
-

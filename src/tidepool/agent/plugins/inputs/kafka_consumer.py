@@ -133,8 +133,13 @@ class KafkaConsumerInput:
         self._consumer.subscribe(subscriptions, on_assign=self._on_assign, on_revoke=self._on_revoke)
         self._thread = threading.Thread(target=self._run, name=f"{self.plugin_id}-consumer", daemon=True)
         self._thread.start()
-        log.info("%s: consuming %s from %s as group %r", self.plugin_id, ", ".join(subscriptions),
-                 ",".join(self.settings.brokers), self.settings.consumer_group)
+        log.info(
+            "%s: consuming %s from %s as group %r",
+            self.plugin_id,
+            ", ".join(subscriptions),
+            ",".join(self.settings.brokers),
+            self.settings.consumer_group,
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -261,15 +266,29 @@ class KafkaConsumerInput:
             value = message.value() or b""
             if max_len and len(value) > max_len:
                 parse_errors += 1
-                log.error("%s: message exceeds max_message_len (actual %d, max %d) at %s[%d]@%d",
-                          self.plugin_id, len(value), max_len, message.topic(), message.partition(), message.offset())
+                log.error(
+                    "%s: message exceeds max_message_len (actual %d, max %d) at %s[%d]@%d",
+                    self.plugin_id,
+                    len(value),
+                    max_len,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                )
                 continue
             try:
                 parsed = parse(value)
             except ParseError as exc:
                 parse_errors += 1
-                log.error("%s: error parsing message %s[%d]@%d: %s; message: %r", self.plugin_id, message.topic(),
-                          message.partition(), message.offset(), exc, value[:512])
+                log.error(
+                    "%s: error parsing message %s[%d]@%d: %s; message: %r",
+                    self.plugin_id,
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    exc,
+                    value[:512],
+                )
                 continue
             if decorate and parsed:
                 self._decorate(message, parsed)
@@ -309,9 +328,7 @@ class KafkaConsumerInput:
 
 def _security_config(opts: PluginOptions) -> dict[str, Any]:
     config: dict[str, Any] = {}
-    tls = opts.boolean("enable_tls", False) or any(
-        opts.string(k) for k in ("tls_ca", "tls_cert", "tls_key")
-    )
+    tls = opts.boolean("enable_tls", False) or any(opts.string(k) for k in ("tls_ca", "tls_cert", "tls_key"))
     mechanism = opts.string("sasl_mechanism")
     username = opts.string("sasl_username")
     password = opts.string("sasl_password")
@@ -319,8 +336,11 @@ def _security_config(opts: PluginOptions) -> dict[str, Any]:
     sasl = bool(mechanism or username)
     if tls or sasl:
         config["security.protocol"] = ("SASL_SSL" if tls else "SASL_PLAINTEXT") if sasl else "SSL"
-    for option, key in (("tls_ca", "ssl.ca.location"), ("tls_cert", "ssl.certificate.location"),
-                        ("tls_key", "ssl.key.location")):
+    for option, key in (
+        ("tls_ca", "ssl.ca.location"),
+        ("tls_cert", "ssl.certificate.location"),
+        ("tls_key", "ssl.key.location"),
+    ):
         if opts.string(option):
             config[key] = opts.string(option)
     if opts.boolean("insecure_skip_verify", False):

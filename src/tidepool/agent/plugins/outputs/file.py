@@ -65,6 +65,7 @@ class FileOutput:
 
 @OUTPUTS.add("file")
 def make_file_output(opts: PluginOptions, serializer: Serializer) -> FileOutput:
-    opts.accept("rotation_interval", "rotation_max_size", "rotation_max_archives", "compression_algorithm",
-                "compression_level")
+    opts.accept(
+        "rotation_interval", "rotation_max_size", "rotation_max_archives", "compression_algorithm", "compression_level"
+    )
     return FileOutput(serializer, opts.strings("files", ["stdout"]), opts.boolean("use_batch_format", False))
