@@ -275,3 +275,11 @@ def test_altered_topic_configs_apply_to_its_partitions_and_survive_restart(tmp_p
     assert again.topics["tides"].configs == {"segment.bytes": "1024", "retention.bytes": "2048"}
     reopened = again.get("tides", 0)
     assert reopened is not None and reopened.config.segment_bytes == 1024
+
+
+def test_timestamp_lookup_never_answers_below_the_log_start(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True)
+    append(log, batch(5, timestamp=1000))  # records at 1000..1004, offsets 0..4
+    log.delete_records(3)
+    assert log.offset_for_timestamp(0) == (3, 1003)
+    assert log.offset_for_timestamp(1004) == (4, 1004)

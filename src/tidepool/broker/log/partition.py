@@ -200,9 +200,9 @@ class PartitionLog:
     def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         """(offset, timestamp) of the first record with a timestamp >= `timestamp`, or None if there is none."""
         for segment in self.segments:
-            if segment.max_timestamp >= timestamp:
-                found = segment.offset_for_timestamp(timestamp)
-                if found is not None and found[0] >= self.log_start_offset:
+            if segment.max_timestamp >= timestamp and segment.next_offset > self.log_start_offset:
+                found = segment.offset_for_timestamp(timestamp, self.log_start_offset)
+                if found is not None:
                     return found
         return None
 

@@ -189,17 +189,18 @@ class LogSegment:
             self._positions.pop(next(iter(self._positions)))
         self._positions[offset] = position
 
-    def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record with a timestamp >= `timestamp`, None if there is none."""
-        start_offset = self.time_index.lookup(timestamp)
-        position = self.position_of(start_offset)
+    def offset_for_timestamp(self, timestamp: int, min_offset: int = 0) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record at or after `min_offset` with a timestamp >= `timestamp`."""
+        position = self.position_of(max(self.time_index.lookup(timestamp), min_offset))
         while position is not None and position < self.size:
             header = self.header_at(position)
             if header is None:
                 return None
             if header.max_timestamp >= timestamp:
                 records = record_timestamps(self.read(position, header.size))
-                return next(((o, t) for o, t in records if t >= timestamp), None)
+                found = next(((o, t) for o, t in records if t >= timestamp and o >= min_offset), None)
+                if found is not None:
+                    return found
             position += header.size
         return None
 
