@@ -101,7 +101,9 @@ def test_corrupt_wal_tail_and_parquet_footer_are_reported_and_the_rest_served(
     engine.flush()
     engine.write_lines("cnosdb", "public", f"wal,host=a v=1 {T0}".encode())
     engine.write_lines("cnosdb", "public", f"wal,host=b v=2 {T0}".encode())
-    engine.wal.close()  # the process dies here: WAL written, memtable not flushed
+    engine.wal.close()  # the process dies here: WAL written, memtable not flushed, directory lock released
+    assert engine._dir_lock is not None
+    engine._dir_lock.close()
     manifest = json.loads((data_dir / "manifest.json").read_text())
     lost_file = data_dir / next(f["path"] for f in manifest["files"] if f["table"] == "lost")
     lost_file.write_bytes(lost_file.read_bytes()[:-6])  # footer length and magic gone

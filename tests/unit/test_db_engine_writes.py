@@ -254,3 +254,13 @@ def test_failed_flush_is_retried_and_loses_nothing(tmp_path: Path, monkeypatch: 
         assert rows(eng, "SELECT host, v FROM cpu ORDER BY host") == [{"host": "a", "v": 1.0}, {"host": "b", "v": 2.0}]
     finally:
         eng.close()
+
+
+def test_a_data_directory_is_opened_by_one_engine_at_a_time(tmp_path: Path) -> None:
+    first = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    try:
+        with pytest.raises(OSError, match="in use by another tidepool db process"):
+            Engine.open(tmp_path / "db", EngineConfig(background=False))
+    finally:
+        first.close()
+    Engine.open(tmp_path / "db", EngineConfig(background=False)).close()

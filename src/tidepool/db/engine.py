@@ -9,6 +9,8 @@ All methods are blocking and thread-safe; the HTTP server calls them from an exe
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import re
 import struct
 import threading
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -135,6 +137,7 @@ class Engine:
         self._wake = threading.Event()
         self._background: threading.Thread | None = None
         self.wal: wal_mod.WriteAheadLog
+        self._dir_lock: IO[str] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -143,8 +146,14 @@ class Engine:
         """Open (or create) the database in `data_dir`: check files, replay the WAL, start background work."""
         data_dir = Path(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        engine = cls(data_dir, config or EngineConfig())
-        engine._recover()
+        dir_lock = _lock_data_dir(data_dir)
+        try:
+            engine = cls(data_dir, config or EngineConfig())
+            engine._dir_lock = dir_lock
+            engine._recover()
+        except BaseException:
+            dir_lock.close()
+            raise
         if engine.config.background:
             engine._background = threading.Thread(target=engine._run_background, name="db-background", daemon=True)
             engine._background.start()
@@ -198,6 +207,8 @@ class Engine:
         self.flush()
         self.wal.close()
         self._delete_obsolete()
+        if self._dir_lock is not None:
+            self._dir_lock.close()
 
     # --- writes ------------------------------------------------------------------------------------------
 
@@ -703,6 +714,17 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
+
+
+def _lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on `data_dir` for this process's lifetime (released by the OS if it dies)."""
+    handle = open(data_dir / "LOCK", "a+")  # noqa: SIM115 - kept open while the engine runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OSError(errno.EBUSY, f"{data_dir} is in use by another tidepool db process") from None
+    return handle
 
 
 def _same_rows(a: pa.Table, b: pa.Table) -> bool:
