@@ -283,3 +283,15 @@ def test_timestamp_lookup_never_answers_below_the_log_start(tmp_path: Path) -> N
     log.delete_records(3)
     assert log.offset_for_timestamp(0) == (3, 1003)
     assert log.offset_for_timestamp(1004) == (4, 1004)
+
+
+def test_max_timestamp_lookup_skips_records_deleted_below_the_log_start(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "t-0", LogConfig(), clean_shutdown=True)
+    builder = DefaultRecordBatchBuilder(2, 0, False, -1, -1, -1, 1 << 20)
+    for i, ts in enumerate([5000, 9000, 1000, 3000]):
+        builder.append(i, timestamp=ts, key=None, value=b"x", headers=[])
+    append(log, bytes(builder.build()))
+    append(log, batch(2, timestamp=2000))
+    assert log.max_timestamp_record() == (1, 9000)
+    log.delete_records(2)
+    assert log.max_timestamp_record() == (3, 3000)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tidepool.broker.log.producers import Duplicate, ProducerStateTable, Rejected
 from tidepool.broker.log.segment import LogSegment
-from tidepool.broker.protocol.records import BatchHeader, iter_headers, rebase
+from tidepool.broker.protocol.records import BatchHeader, iter_headers, rebase, record_timestamps
 from tidepool.logs import get_logger
 
 log = get_logger("broker")
@@ -212,7 +212,25 @@ class PartitionLog:
         for segment in self.segments:
             if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
                 best = segment
-        return None if best is None else best.max_timestamp_record()
+        found = None if best is None else best.max_timestamp_record()
+        if found is None or found[0] >= self.log_start_offset:
+            return found
+        return self._max_timestamp_record_after_start()
+
+    def _max_timestamp_record_after_start(self) -> tuple[int, int] | None:
+        """The slow path, for when DeleteRecords cut into the segment holding the newest timestamp."""
+        best: tuple[int, int] | None = None
+        for segment in self.segments:
+            if segment.next_offset <= self.log_start_offset:
+                continue
+            start = segment.position_of(self.log_start_offset) or 0
+            for header in segment.scan(start, segment.size, verify_crc=False):
+                if best is not None and header.max_timestamp <= best[1]:
+                    continue
+                for offset, timestamp in record_timestamps(segment.read(header.position, header.size)):
+                    if offset >= self.log_start_offset and (best is None or timestamp > best[1]):
+                        best = (offset, timestamp)
+        return best
 
     # ---- retention ------------------------------------------------------------------------------------------
 
