@@ -273,3 +273,8 @@ def test_update_fields_and_tags(engine: Engine) -> None:
     assert error(engine, "UPDATE air SET station = 'x', visibility = 1").code == "010003"
     assert error(engine, "UPDATE air SET time = 1").code == "010003"
     assert error(engine, "UPDATE air SET nosuch = 1").code == "010029"
+
+
+def test_session_functions_name_the_current_database_and_tenant(engine: Engine) -> None:
+    table = run(engine, "SELECT current_database(), current_tenant()")
+    assert table.to_pylist() == [{"current_database()": "public", "current_tenant()": "cnosdb"}]

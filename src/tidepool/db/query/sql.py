@@ -201,6 +201,27 @@ def rewrite_functions(sql: str) -> str:
         pos = close + 1
 
 
+_SESSION_RE = re.compile(r"\b(current_database|current_tenant)\s*\(\s*\)", re.IGNORECASE)
+
+
+def rewrite_session_functions(sql: str, tenant: str, database: str) -> str:
+    """`current_database()` / `current_tenant()` → the session's names as literals (named as CnosDB names them
+    when they are a whole select item)."""
+    out, pos = [], 0
+    for match in _SESSION_RE.finditer(sql):
+        if _inside_quotes(sql, match.start()):
+            continue
+        name = match.group(1).lower()
+        literal = quote_literal(database if name == "current_database" else tenant)
+        if _is_bare_select_item(sql, match.start(), match.end()):
+            literal += f" AS {quote_ident(name + '()')}"
+        out.append(sql[pos : match.start()])
+        out.append(literal)
+        pos = match.end()
+    out.append(sql[pos:])
+    return "".join(out)
+
+
 def _time_window(sql: str, start: int, end: int, args: list[str]) -> str:
     if len(args) < 2:
         raise errors.invalid_time_window("time_window needs (time, window_duration[, slide_duration])")

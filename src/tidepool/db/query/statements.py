@@ -33,6 +33,7 @@ from tidepool.db.query.sql import (
     identifiers,
     quote_ident,
     rewrite_functions,
+    rewrite_session_functions,
     split_statements,
     tokenize,
 )
@@ -713,7 +714,9 @@ def _run_on_snapshot(engine: Engine, name: str, snapshot: TableSnapshot, sql: st
 
 
 def _datafusion_query(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
-    return _run_datafusion(engine, tenant, database, rewrite_functions(sql))
+    return _run_datafusion(
+        engine, tenant, database, rewrite_session_functions(rewrite_functions(sql), tenant, database)
+    )
 
 
 def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> set[tuple[str | None, str]]:
