@@ -634,3 +634,20 @@ def test_a_second_broker_on_the_same_data_dir_is_refused(broker: BrokerProcess) 
     assert result.returncode == 2
     assert "is in use by another broker process" in result.stderr
     assert broker.alive()
+
+
+def test_batches_are_stored_and_served_byte_for_byte_but_for_base_offset_and_leader_epoch(client: Client) -> None:
+    from aiokafka.record.default_records import DefaultRecordBatchBuilder as AioBatchBuilder
+
+    create_topic(client, "verbatim")
+    produce(client, "verbatim", records(2))
+    for codec in (1, 2, 3, 4):  # gzip, snappy, lz4, zstd: compressed payloads are never touched
+        builder = AioBatchBuilder(2, codec, False, -1, -1, -1, 1 << 20)  # aiokafka's: it has snappy
+        for i in range(20):
+            builder.append(i, timestamp=1_700_000_000_000 + i, key=b"k", value=b"payload %d" % i, headers=[])
+        sent = bytes(builder.build())
+        base = produce(client, "verbatim", sent).base_offset
+        (stored,) = [h for h in iter_headers(fetch(client, "verbatim", base).records) if h.base_offset == base]
+        served = fetch(client, "verbatim", base).records[stored.position : stored.position + stored.size]
+        assert struct.unpack_from(">qi", served) == (base, len(sent) - 12)
+        assert served[16:] == sent[16:], f"codec {codec}: bytes after the leader epoch are exactly as produced"
