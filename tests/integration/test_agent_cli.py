@@ -148,3 +148,37 @@ def test_sighup_reloads_the_config_and_a_bad_reload_keeps_the_running_one(
             proc.wait(10)
     assert len(_lines(first)) == 10
     assert committed(broker.bootstrap, group="t4", topic="cli-hup") == 20
+
+
+def test_watch_config_reloads_on_change_and_pidfile_lives_while_running(tmp_path: Path, broker: BrokerProcess) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    for future in admin.create_topics([NewTopic("cli-watch", 1)]).values():
+        future.result(30)
+    config = tmp_path / "a.conf"
+    first, second, pidfile = tmp_path / "first.lp", tmp_path / "second.lp", tmp_path / "agent.pid"
+    config.write_text(FILE_CONFIG.replace("${OUT}", str(first)))
+    env = {"BROKER": broker.bootstrap, "TOPIC": "cli-watch", "GROUP": "t5"}
+    log = tmp_path / "agent.log"
+    argv = [sys.executable, "-m", "tidepool", "agent", "--config", str(config), "--watch-config", "poll"]
+    with open(log, "wb") as log_file:
+        proc = subprocess.Popen(
+            [*argv, "--pidfile", str(pidfile)], stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+    try:
+        _until(lambda: "assigned cli-watch" in log.read_text(), 30, "assignment")
+        assert pidfile.read_text().strip() == str(proc.pid)
+        config.write_text(FILE_CONFIG.replace("${OUT}", str(second)))
+        _until(lambda: "config changed on disk, reloading" in log.read_text(), 30, "reload on change")
+        _until(lambda: log.read_text().count("assigned cli-watch") == 2, 30, "re-assignment")
+        produce(broker.bootstrap, sensor_payloads(4), topic="cli-watch")
+        _until(lambda: len(_lines(second)) == 4, 30, "second output")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert _lines(first) == []
+    assert not pidfile.exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -28,6 +30,38 @@ class RunOptions:
     test_wait: float
     once: bool
     metrics_listen: str
+    watch_config: str = ""
+
+
+def _config_files(opts: RunOptions) -> list[Path]:
+    files = [Path(f) for f in opts.configs]
+    for directory in opts.directories:
+        files.extend(sorted(Path(directory).rglob("*.conf")))
+    return files
+
+
+def _stamp(files: list[Path]) -> list[tuple[str, float, int]]:
+    stamps = []
+    for path in files:
+        try:
+            info = path.stat()
+        except OSError:
+            stamps.append((str(path), -1.0, -1))
+            continue
+        stamps.append((str(path), info.st_mtime, info.st_size))
+    return stamps
+
+
+async def _watch(opts: RunOptions, signals: asyncio.Queue[str]) -> None:
+    """--watch-config: reload when a config file (or a directory's *.conf set) changes; polled every second."""
+    seen = _stamp(_config_files(opts))
+    while True:
+        await asyncio.sleep(1.0)
+        now = _stamp(_config_files(opts))
+        if now != seen:
+            seen = now
+            log.info("config changed on disk, reloading")
+            signals.put_nowait("reload")
 
 
 def _split_filter(value: str) -> list[str]:
@@ -95,6 +129,7 @@ async def _run(opts: RunOptions) -> int:
     if not opts.once:
         for signum, name in ((signal.SIGTERM, "stop"), (signal.SIGINT, "stop"), (signal.SIGHUP, "reload")):
             loop.add_signal_handler(signum, signals.put_nowait, name)
+    watcher = asyncio.create_task(_watch(opts, signals)) if opts.watch_config and not opts.once else None
     while True:
         agent = Agent(built)
         holder["agent"] = agent
@@ -127,6 +162,8 @@ async def _run(opts: RunOptions) -> int:
         log.info("%s: stopping inputs, flushing outputs", "shutting down" if reason == "stop" else "reloading config")
         await agent.stop()
         if reason == "stop":
+            if watcher is not None:
+                watcher.cancel()
             if metrics_runner is not None:
                 await metrics_runner.cleanup()
             log.info("agent stopped")
@@ -172,6 +209,14 @@ def _log_to_file(path: str) -> None:
 @click.option("--input-filter", "-input-filter", default="", metavar="A:B", help="Run only these inputs.")
 @click.option("--output-filter", "-output-filter", default="", metavar="A:B", help="Run only these outputs.")
 @click.option(
+    "--watch-config",
+    "-watch-config",
+    type=click.Choice(["notify", "poll"]),
+    default=None,
+    help="Reload when a config file changes (both modes poll once a second).",
+)
+@click.option("--pidfile", "-pidfile", default="", metavar="FILE", help="Write the process id to FILE.")
+@click.option(
     "--metrics-listen",
     default="",
     metavar="HOST:PORT",
@@ -187,6 +232,8 @@ def agent(
     quiet: bool,
     input_filter: str,
     output_filter: str,
+    watch_config: str | None,
+    pidfile: str,
     metrics_listen: str,
 ) -> None:
     """Telegraf-compatible agent: Kafka (or any configured input) → line protocol over HTTP.
@@ -208,6 +255,7 @@ def agent(
         test_wait,
         once,
         metrics_listen,
+        watch_config or "",
     )
     try:
         from tidepool.agent import config as config_module
@@ -226,8 +274,13 @@ def agent(
             uvloop.install()
         except ImportError:
             pass
+        if pidfile:
+            Path(pidfile).write_text(f"{os.getpid()}\n")
         code = asyncio.run(_run_test(opts) if test else _run(opts))
     except ConfigError as exc:
         raise TidepoolError(str(exc), 1) from None
+    finally:
+        if pidfile:
+            Path(pidfile).unlink(missing_ok=True)
     if code:
         raise TidepoolError("some metrics could not be written", code)
