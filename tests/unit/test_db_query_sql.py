@@ -278,3 +278,10 @@ def test_update_fields_and_tags(engine: Engine) -> None:
 def test_session_functions_name_the_current_database_and_tenant(engine: Engine) -> None:
     table = run(engine, "SELECT current_database(), current_tenant()")
     assert table.to_pylist() == [{"current_database()": "public", "current_tenant()": "cnosdb"}]
+
+
+def test_comments_unicode_names_and_semicolons(engine: Engine) -> None:
+    engine.write_lines("cnosdb", "public", f"météo,lieu=a v=1 {T0}".encode())
+    assert run(engine, "-- the weather\nSELECT lieu FROM météo; -- done\n").to_pylist() == [{"lieu": "a"}]
+    assert run(engine, "SELECT 'a;b' AS s;").to_pylist() == [{"s": "a;b"}]
+    assert run(engine, "-- nothing but a comment").num_columns == 0

@@ -19,8 +19,9 @@ _TOKEN_RE = re.compile(
   | (?P<string>'(?:[^']|'')*')
   | (?P<quoted>"(?:[^"]|"")*")
   | (?P<number>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+  | (?P<word>[^\W\d][\w$]*)
   | (?P<op><>|!=|>=|<=|::|[(),;=<>.*+\-/%@:\[\]{}|&^~!?])
+  | (?P<other>.)
     """,
     re.VERBOSE | re.DOTALL,
 )
@@ -54,8 +55,7 @@ def tokenize(sql: str) -> list[Token]:
     pos = 0
     while pos < len(sql):
         match = _TOKEN_RE.match(sql, pos)
-        if match is None:
-            raise errors.sql_parser(f"Unexpected character {sql[pos]!r} at position {pos}")
+        assert match is not None  # `other` matches any character
         kind = match.lastgroup or ""
         if kind != "ws":
             tokens.append(Token(kind, match.group(), match.start(), match.end()))
@@ -64,18 +64,14 @@ def tokenize(sql: str) -> list[Token]:
 
 
 def split_statements(sql: str) -> list[str]:
-    """The non-empty statements of `sql`, split on `;` outside quotes and comments."""
-    try:
-        tokens = tokenize(sql)
-    except errors.DbError:
-        return [sql.strip()] if sql.strip() else []
+    """The statements of `sql` that have any tokens, split on `;` outside quotes and comments."""
     statements, start = [], 0
-    for token in tokens:
+    for token in tokenize(sql):
         if token.text == ";" and token.kind == "op":
             statements.append(sql[start : token.start])
             start = token.end
     statements.append(sql[start:])
-    return [s.strip() for s in statements if s.strip()]
+    return [s.strip() for s in statements if tokenize(s)]
 
 
 class Cursor:
