@@ -151,7 +151,7 @@ class PartitionLog:
             rebase(data, header.position, offset)
             rebased.append(_with_base(header, offset))
             offset += header.last_offset_delta + 1
-        self.active.append(bytes(data), rebased)
+        self.active.append(data, rebased)
         for header in rebased:
             self.producers.record(header)
         self._unsynced = True

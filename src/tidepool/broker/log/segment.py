@@ -145,7 +145,7 @@ class LogSegment:
             self.time_index.append(header.max_timestamp, header.last_offset)
         self.next_offset = header.next_offset
 
-    def append(self, data: bytes, headers: list[BatchHeader]) -> None:
+    def append(self, data: bytes | bytearray, headers: list[BatchHeader]) -> None:
         """Append re-based batches; `headers` give each batch's position relative to `data`."""
         start = self.size
         written = os.pwrite(self._fd, data, start)
