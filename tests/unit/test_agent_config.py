@@ -170,3 +170,29 @@ def test_input_filter_and_kafka_client_options() -> None:
 def test_processors_are_refused_as_absent() -> None:
     with pytest.raises(ConfigError, match="processors are not supported by tidepool agent"):
         _config(TUTORIAL + "[[processors.rename]]\n")
+
+
+def test_config_from_a_url() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = TUTORIAL.encode() if self.path == "/telegraf.conf" else b"no"
+            self.send_response(200 if self.path == "/telegraf.conf" else 404)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        config = load([f"{base}/telegraf.conf"], environ={})
+        assert [p.full_name for p in config.inputs + config.outputs] == ["inputs.kafka_consumer", "outputs.http"]
+        with pytest.raises(ConfigError, match="failed to retrieve remote config: 404"):
+            load([f"{base}/missing.conf"], environ={})
+    finally:
+        server.shutdown()

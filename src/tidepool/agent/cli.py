@@ -34,7 +34,7 @@ class RunOptions:
 
 
 def _config_files(opts: RunOptions) -> list[Path]:
-    files = [Path(f) for f in opts.configs]
+    files = [Path(f) for f in opts.configs if not f.startswith(("http://", "https://"))]
     for directory in opts.directories:
         files.extend(sorted(Path(directory).rglob("*.conf")))
     return files

@@ -220,7 +220,7 @@ def load(
 ) -> AgentConfig:
     """Read every config file, then every `*.conf` of each directory (sorted), into one AgentConfig."""
     config = AgentConfig()
-    paths: list[Path] = [Path(f) for f in files]
+    paths: list[Path | str] = [f if _is_url(f) else Path(f) for f in files]
     for directory in directories:
         root = Path(directory)
         if not root.is_dir():
@@ -235,12 +235,37 @@ def load(
             )
         paths.append(default)
     for path in paths:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise ConfigError(f"error loading config file {path}: {exc.strerror or exc}") from None
+        text = _fetch(path) if isinstance(path, str) else _read(path)
         load_text(config, text, str(path), environ)
     return config
+
+
+def _is_url(name: str) -> bool:
+    return name.startswith(("http://", "https://"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"error loading config file {path}: {exc.strerror or exc}") from None
+
+
+def _fetch(url: str) -> str:
+    """A config given as a URL, fetched as Telegraf does (with `$INFLUX_TOKEN` as a Token header when set)."""
+    import urllib.error
+    import urllib.request
+
+    headers = {"Accept": "application/toml"}
+    if os.environ.get("INFLUX_TOKEN"):
+        headers["Authorization"] = f"Token {os.environ['INFLUX_TOKEN']}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+            return bytes(response.read()).decode("utf-8-sig")
+    except urllib.error.HTTPError as exc:
+        raise ConfigError(f"error loading config file {url}: failed to retrieve remote config: {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ConfigError(f"error loading config file {url}: {exc}") from None
 
 
 def _default_config_path(environ: dict[str, str] | None) -> Path | None:
