@@ -264,3 +264,18 @@ def test_a_data_directory_is_opened_by_one_engine_at_a_time(tmp_path: Path) -> N
     finally:
         first.close()
     Engine.open(tmp_path / "db", EngineConfig(background=False)).close()
+
+
+def test_memtable_queries_between_writes_stay_exact(engine: Engine) -> None:
+    def write(times: range, value: float) -> None:
+        body = "\n".join(f"m,host=a v={value} {T0 + t}" for t in times)
+        engine.write_lines("cnosdb", "public", body.encode())
+
+    write(range(10), 1)
+    assert rows(engine, "SELECT count(*) AS n, sum(v) AS s FROM m") == [{"n": 10, "s": 10.0}]
+    write(range(10, 20), 2)  # later times only: merged incrementally
+    assert rows(engine, "SELECT count(*) AS n, sum(v) AS s FROM m") == [{"n": 20, "s": 30.0}]
+    write(range(5, 6), 99)  # an earlier time again: overwrites one row
+    write(range(20, 21), 3)
+    assert rows(engine, "SELECT count(*) AS n, sum(v) AS s FROM m") == [{"n": 21, "s": 30.0 - 1 + 99 + 3}]
+    assert rows(engine, f"SELECT v FROM m WHERE time = to_timestamp_nanos({T0 + 5})") == [{"v": 99.0}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import re
 import struct
 import threading
@@ -670,21 +671,39 @@ class Engine:
             ctx.register_view(qualified, ctx.sql(union))
 
     def _memory_table(self, snapshot: TableSnapshot) -> pa.Table:
-        """The deduplicated memtable rows of a snapshot, cached per memtable version."""
+        """The deduplicated memtable rows of a snapshot.
+
+        Cached per buffer; when writes only add later times (the usual case), only the new chunks are merged and
+        appended, since they cannot collide with the rows already merged.
+        """
         tables = []
         for buffer in snapshot.buffers:
             first = buffer.chunks[0]
             cached = self._dedup_cache.get(id(first))
-            if (cached is not None and cached[0] is first and cached[1] == len(buffer.chunks)
-                    and cached[2].schema.equals(snapshot.schema)):  # fmt: skip
+            usable = cached is not None and cached[0] is first and cached[2].schema.equals(snapshot.schema)
+            if usable and cached is not None and cached[1] == len(buffer.chunks):
                 tables.append(cached[2])
                 continue
-            table = dedup(combine(buffer.chunks, snapshot.schema), snapshot.tags)
+            done = cached[1] if usable and cached is not None else 0
+            new_chunks, new_ranges = buffer.chunks[done:], buffer.ranges[done:]
+            merged_max = max((r[1] for r in buffer.ranges[:done]), default=None)
+            if done and merged_max is not None and min(r[0] for r in new_ranges) > merged_max:
+                assert cached is not None
+                added = dedup(combine(new_chunks, snapshot.schema), snapshot.tags)
+                table = pa.concat_tables([cached[2], added])
+            else:
+                table = dedup(combine(buffer.chunks, snapshot.schema), snapshot.tags)
             self._dedup_cache[id(first)] = (first, len(buffer.chunks), table)
             tables.append(table)
         if len(self._dedup_cache) > 64:
             self._dedup_cache.clear()
-        return dedup(pa.concat_tables(tables), snapshot.tags) if len(tables) > 1 else tables[0]
+        if len(tables) == 1:
+            return tables[0]
+        ranges = [(b.min_time, b.max_time) for b in snapshot.buffers]
+        ordered = sorted(ranges)
+        if all(later[0] > earlier[1] for earlier, later in itertools.pairwise(ordered)):
+            return pa.concat_tables(tables)  # frozen and active memtables hold disjoint times
+        return dedup(pa.concat_tables(tables), snapshot.tags)
 
     def execute(self, tenant: str, database: str, sql: str) -> QueryResult:
         """Run one SQL statement (CnosDB dialect) against `database`."""

@@ -21,6 +21,7 @@ class TableBuffer:
     """Chunks of one table, oldest first. Invariant: every chunk has a non-null `time` column."""
 
     chunks: list[pa.Table] = field(default_factory=list)
+    ranges: list[tuple[int, int]] = field(default_factory=list)  # (min, max) time of each chunk
     nbytes: int = 0
     rows: int = 0
     min_time: int = 2**63 - 1
@@ -41,6 +42,7 @@ class Memtable:
         with self._lock:
             buffer = self.tables.setdefault(key, TableBuffer())
             buffer.chunks.append(chunk)
+            buffer.ranges.append((min_time, max_time))
             buffer.nbytes += chunk.nbytes
             buffer.rows += chunk.num_rows
             buffer.min_time = min(buffer.min_time, min_time)
@@ -55,8 +57,8 @@ class Memtable:
             buffer = self.tables.get(key)
             if buffer is None:
                 return None
-            return TableBuffer(list(buffer.chunks), buffer.nbytes, buffer.rows, buffer.min_time, buffer.max_time,
-                               buffer.version)  # fmt: skip
+            return TableBuffer(list(buffer.chunks), list(buffer.ranges), buffer.nbytes, buffer.rows, buffer.min_time,
+                               buffer.max_time, buffer.version)  # fmt: skip
 
     def drop(self, predicate: object) -> None:
         """Forget every table whose key satisfies `predicate(key)` (DROP DATABASE / TABLE)."""
