@@ -2,7 +2,8 @@
 
 Write path: parse (line protocol → Arrow columns) → check schemas under the engine lock → catalog change (if
 any) → WAL append → memtable insert → (per fsync policy) wait for the group fsync → acknowledge.
-Read path: a snapshot (files + memtables) → one pyarrow dataset per table → DataFusion (see `db.query`).
+Read path: a snapshot (files + memtables) → one DataFusion table per measurement, without duplicate (series,
+time) rows → the statement (see `db.query`).
 
 All methods are blocking and thread-safe; the HTTP server calls them from an executor.
 """
@@ -107,6 +108,9 @@ class TableSnapshot:
 
 
 class Engine:
+    """One data directory's database. Invariants: every acknowledged write is in the WAL (from the manifest's
+    checkpoint on) or in a file listed in the manifest; a query sees each (series, time) once."""
+
     def __init__(self, data_dir: Path, config: EngineConfig) -> None:
         self.data_dir = data_dir
         self.config = config
