@@ -129,6 +129,14 @@ def group_by_workload(measurements: list[Measurement]) -> dict[str, list[Measure
 
 
 @dataclass
+class Profile:
+    """A py-spy summary: how many busy samples, and (frame, own %, on-stack %) rows."""
+
+    samples: int
+    frames: list[tuple[str, float, float]]
+
+
+@dataclass
 class PartResult:
     """Everything one part of the suite measured in one invocation, as saved to bench/results/<part>.json."""
 
@@ -144,7 +152,7 @@ class PartResult:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)  # (workload, peer, label, target)
-    profiles: dict[str, list[tuple[str, float, float]]] = field(default_factory=dict)  # what → hottest frames
+    profiles: dict[str, Profile] = field(default_factory=dict)  # what was profiled → its summary
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -159,7 +167,9 @@ class PartResult:
         data = json.loads(path.read_text())
         data["measurements"] = [Measurement.from_json(m) for m in data["measurements"]]
         data["targets"] = [tuple(t) for t in data.get("targets", [])]
-        data["profiles"] = {k: [tuple(f) for f in v] for k, v in data.get("profiles", {}).items()}
+        data["profiles"] = {
+            k: Profile(v["samples"], [tuple(f) for f in v["frames"]]) for k, v in data.get("profiles", {}).items()
+        }
         return cls(**data)
 
     def merged_into(self, earlier: PartResult) -> PartResult:
@@ -240,14 +250,14 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
         lines += [f"![{result.title}](benchmarks/{chart.name})", ""]
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
-    for what, frames in result.profiles.items():
+    for what, profile in result.profiles.items():
         lines += [
-            f"Profile (py-spy, an extra unmeasured run) of {what}: the hottest frames by own time, then tidepool's "
-            "functions by time on the stack.",
+            f"Profile (py-spy at 99 Hz, an extra unmeasured run) of {what}, {profile.samples:,} busy samples: the "
+            "hottest frames by own time, then tidepool's functions by time on the stack.",
             "",
         ]
         lines += ["| frame | own % | on stack % |", "|---|---|---|"]
-        lines += [f"| `{frame}` | {own:.1f} | {total:.1f} |" for frame, own, total in frames]
+        lines += [f"| `{frame}` | {own:.1f} | {total:.1f} |" for frame, own, total in profile.frames]
         lines.append("")
     return lines
 

@@ -8,6 +8,7 @@ import pytest
 from bench.report import (
     Measurement,
     PartResult,
+    Profile,
     comparison_table,
     fmt_number,
     meets,
@@ -95,6 +96,7 @@ def test_absolute_time_target_is_met_only_below_it() -> None:
 
 def test_saved_part_loads_back_equal(tmp_path: Path) -> None:
     saved = part("db", [m("tidepool db", [1.0, 2.0, 3.0], "lower", metric="ms")], [("w", "x", "label", 1.0)])
+    saved.profiles["tidepool-db during ingest"] = Profile(120, [("parse (lp.py:9)", 50.0, 60.0)])
     loaded = PartResult.load(saved.save(tmp_path))
     assert loaded == saved
 
