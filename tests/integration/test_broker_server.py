@@ -651,3 +651,34 @@ def test_batches_are_stored_and_served_byte_for_byte_but_for_base_offset_and_lea
         served = fetch(client, "verbatim", base).records[stored.position : stored.position + stored.size]
         assert struct.unpack_from(">qi", served) == (base, len(sent) - 12)
         assert served[16:] == sent[16:], f"codec {codec}: bytes after the leader epoch are exactly as produced"
+
+
+def test_acks_zero_gets_no_response_and_a_failure_closes_the_connection(broker: BrokerProcess, client: Client) -> None:
+    create_topic(client, "quiet")
+    body_cls = load_request_schema(0, 7)
+
+    def acks_zero(topic: str) -> bytes:
+        header = body_cls.__header_schema__(
+            request_api_key=0, request_api_version=7, correlation_id=99, client_id="fire-and-forget"
+        )
+        return encode_request(
+            header,
+            build(
+                body_cls,
+                {
+                    "transactional_id": None,
+                    "acks": 0,
+                    "timeout": 1000,
+                    "topic_data": [{"name": topic, "partition_data": [{"index": 0, "records": records(1)}]}],
+                },
+            ),
+        )
+
+    client.send_raw(acks_zero("quiet"))
+    assert fetch(client, "quiet", 0).high_watermark == 1, "no response came first; the next one is the fetch"
+    other = Client(broker.bootstrap)
+    other.send_raw(acks_zero("no-such-topic"))
+    other.sock.settimeout(5)
+    with pytest.raises(ConnectionError):
+        other.read_frame()
+    other.close()

@@ -32,6 +32,10 @@ TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_STATIC_BROKER, CONFIG_SOURCE_DEFAULT = 1, 4, 5
 
 
+class CloseConnection(Exception):
+    """Raised by a handler to close the client's connection instead of answering (not a server fault)."""
+
+
 def _response(request: Any, api_key: int, data: dict[str, Any]) -> Any:
     return build(load_response_schema(api_key, type(request).__version__), data)
 
@@ -162,6 +166,10 @@ class BrokerHandlers:
                 await asyncio.to_thread(_sync_all, touched)
             self._wake_fetchers()
         if acks == 0:
+            failed = [p for t in responses for p in t["partition_responses"] if p["error_code"]]
+            if failed:
+                # Kafka's way of telling an acks=0 producer: it closes the connection, so the client refreshes
+                raise CloseConnection(f"acks=0 produce failed with error {int(failed[0]['error_code'])}")
             return None
         return _response(request, PRODUCE, {"responses": responses})
 

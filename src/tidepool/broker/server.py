@@ -7,7 +7,8 @@ Handler-table contract (shared with `tidepool.broker.groups`):
 - A handler is ``async def handle(header, request) -> response``: `header` is kio's request header entity
   (`correlation_id`, `client_id`, `request_api_version`), `request` is the kio entity of that api_key at the
   request's version and the response must be the kio response entity of the same version (or None for no reply,
-  which only Produce with acks=0 uses).
+  which only Produce with acks=0 uses). A handler may raise `tidepool.broker.handlers.CloseConnection` to close
+  the client's connection instead of answering; any other exception is logged and closes it too.
 - At startup the server does ``from tidepool.broker.groups.api import register`` (an ImportError means no group
   coordinator) and calls ``register(table, context)``; `context` is a `BrokerContext`. If `register` returns an
   async callable, the server awaits it on shutdown.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tidepool.broker.config import BrokerConfig
-from tidepool.broker.handlers import BrokerHandlers
+from tidepool.broker.handlers import BrokerHandlers, CloseConnection
 from tidepool.broker.log.manager import LogManager
 from tidepool.broker.log.partition import PartitionLog
 from tidepool.broker.protocol.codec import Rejection, decode_request, encode_response
@@ -206,6 +207,9 @@ class BrokerServer:
             if response is None:
                 return True
             payload = encode_response(decoded.correlation_id, response)
+        except CloseConnection as exc:
+            log.info("closing connection from %s: %s", peer, exc)
+            return False
         except Exception:
             log.exception("api_key %d v%d from %s failed; closing", decoded.api_key, decoded.api_version, peer)
             return False
