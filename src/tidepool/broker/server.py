@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ class BrokerServer:
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connections: set[asyncio.Task[Any]] = set()
+        self._debug = log.isEnabledFor(logging.DEBUG)
 
     def _register_groups(self) -> None:
         try:
@@ -202,6 +204,15 @@ class BrokerServer:
             await writer.drain()
             return True
         _, _, handler = self.table[decoded.api_key]
+        if self._debug:
+            log.debug(
+                "%s v%d #%d from %s (%s)",
+                type(decoded.body).__name__,
+                decoded.api_version,
+                decoded.correlation_id,
+                decoded.header.client_id,
+                peer,
+            )
         try:
             response = await handler(decoded.header, decoded.body)
             if response is None:
