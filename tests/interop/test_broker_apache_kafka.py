@@ -211,3 +211,29 @@ def test_tidepool_tools_work_against_apache_kafka(apache_kafka: ApacheKafka) -> 
     assert java.splitlines() == lines
     ok(tidepool_cli("topics", "delete", *server, "--topic", topic))
     assert topic not in ok(tidepool_cli("topics", "list", *server)).split()
+
+
+@pytest.mark.parametrize("codec", ["snappy", "zstd"])
+def test_java_compressed_batches_reach_librdkafka_intact_on_an_auto_created_topic(
+    tidepool: BrokerProcess, codec: str
+) -> None:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    topic = f"java-{codec}"
+    lines = [f"{codec} line {i} " + "x" * i for i in range(50)]
+    ok(
+        run_tool(
+            CONSOLE_PRODUCER,
+            ["--bootstrap-server", tidepool.bootstrap, "--topic", topic, "--compression-codec", codec],
+            input="\n".join(lines) + "\n",
+        )
+    )
+    consumer = Consumer({"bootstrap.servers": tidepool.bootstrap, "group.id": "unused", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    values: list[bytes] = []
+    for _ in range(50):
+        values.extend(m.value() for m in consumer.consume(100, 0.2) if m.error() is None)
+        if len(values) >= len(lines):
+            break
+    consumer.close()
+    assert [v.decode() for v in values] == lines
