@@ -274,6 +274,9 @@ def test_bad_messages_are_logged_counted_committed_and_never_crash(
         counters = agent.counters()
         assert counters["tidepool_agent_gather_messages_received"] == len(payloads)
         assert counters["tidepool_agent_gather_parse_errors"] == 6
+        assert counters["tidepool_agent_gather_messages_parsed"] == 3  # the empty message parses to no metric
+        assert counters["tidepool_agent_gather_metrics_gathered"] == 2
+        assert counters["tidepool_agent_write_metrics_written"] == 2
         assert agent.proc is not None and agent.proc.poll() is None
         assert agent.stop() == 0
     finally:
@@ -399,6 +402,7 @@ def test_full_buffer_pauses_the_input_instead_of_dropping(tmp_path: Path, broker
         # Reading stops at the buffer limit (one poll, at most 2000 messages, may overshoot it); nothing is dropped.
         assert counters["tidepool_agent_gather_messages_received"] <= 500 + 2000
         assert counters["tidepool_agent_write_buffer_size"] == counters["tidepool_agent_gather_metrics_gathered"]
+        assert counters["tidepool_agent_gather_lag"] == n - counters["tidepool_agent_gather_messages_received"]
         assert committed(broker.bootstrap) < 0
         sink.start()
         _until(lambda: len(sink.lines()) >= n, 60, "every message once the sink is up")

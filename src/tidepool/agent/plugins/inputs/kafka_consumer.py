@@ -202,6 +202,10 @@ class KafkaConsumerInput:
             while not self._stopping.is_set():
                 self._drain_deliveries()
                 now = time.monotonic()
+                if now >= next_lag:
+                    next_lag = now + 1.0
+                    acc.set_gauge("lag", self._lag())
+                    acc.set_gauge("undelivered_messages", self._undelivered)
                 if self._undelivered >= limit or not acc.has_room():
                     # Wait for deliveries without polling, so librdkafka keeps its prefetched messages; only a
                     # long stall (an output down) pauses the partitions and polls, to stay in the group.
@@ -217,10 +221,6 @@ class KafkaConsumerInput:
                 messages = self._consumer.consume(num_messages=max(1, min(POLL_BATCH, room)), timeout=0.05)
                 if messages:
                     self._handle(messages, acc)
-                if now >= next_lag:
-                    next_lag = now + 1.0
-                    acc.set_gauge("lag", self._lag())
-                    acc.set_gauge("undelivered_messages", self._undelivered)
         except Exception:
             log.exception("%s: consumer loop failed", self.plugin_id)
         finally:
@@ -296,6 +296,7 @@ class KafkaConsumerInput:
         self._undelivered += len(messages)
         acc.count("messages_received", received)
         acc.count("parse_errors", parse_errors)
+        acc.count("messages_parsed", received - parse_errors)
         count = len(messages)
         deliveries = self._deliveries
         acc.add_group(metrics, lambda: deliveries.put((offsets, count)))
