@@ -125,7 +125,12 @@ def test_every_step_of_the_tutorial_works_as_written(tutorial: Tutorial) -> None
         out = tutorial.run("curl").stdout.strip().splitlines()
         return int(out[-1]) if out and out[-1].isdigit() else -1
 
-    _wait_for(lambda: rows() == 105, 60, "105 rows in kafka_consumer")
+    seen: list[int] = []
+    try:
+        _wait_for(lambda: seen.append(rows()) or seen[-1] == 105, 90, "105 rows in kafka_consumer")
+    except AssertionError:
+        agent_log = (tutorial.workdir / "agent.log").read_text()[-3000:]
+        raise AssertionError(f"rows seen: {seen[-5:]}; agent log tail:\n{agent_log}") from None
 
     import pexpect
 
