@@ -53,7 +53,8 @@ def agent_config_text(options: UpOptions) -> str:
     """The tutorial's Telegraf config, plus what makes replays idempotent and rows fresh.
 
     `station_id` becomes a tag and `time` the row's timestamp, so a message read twice after a crash lands on the
-    same (series, time) row; a 100 ms flush interval replaces Telegraf's 10 s default.
+    same (series, time) row; a 100 ms flush interval replaces Telegraf's 10 s default, and 20 000 undelivered
+    messages in flight (Telegraf: 1 000) keep the consumer streaming while a batch is being written.
     """
     brokers = ", ".join(f'"{b.strip()}"' for b in options.brokers.split(",") if b.strip())
     url = f"{options.db_url.rstrip('/')}/api/v1/write?db={options.database}"
@@ -68,6 +69,7 @@ def agent_config_text(options: UpOptions) -> str:
   topics = ["{options.topic}"]
   consumer_group = "{AGENT_GROUP}"
   offset = "oldest"
+  max_undelivered_messages = 20000
   data_format = "json"
   tag_keys = ["station_id"]
   json_time_key = "time"
