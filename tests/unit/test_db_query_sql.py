@@ -285,3 +285,15 @@ def test_comments_unicode_names_and_semicolons(engine: Engine) -> None:
     assert run(engine, "-- the weather\nSELECT lieu FROM météo; -- done\n").to_pylist() == [{"lieu": "a"}]
     assert run(engine, "SELECT 'a;b' AS s;").to_pylist() == [{"s": "a;b"}]
     assert run(engine, "-- nothing but a comment").num_columns == 0
+
+
+def test_sliding_time_window_counts_each_row_in_every_window_containing_it(engine: Engine) -> None:
+    table = run(
+        engine,
+        "SELECT time_window(time, '20m', '10m') AS w, count(*) AS n, max(temperature) AS t FROM air "
+        "WHERE station = 'XiaoMaiDao' GROUP BY w ORDER BY w",
+    )
+    starts = [row["w"]["start"] for row in table.cast(_plain(table.schema)).to_pylist()]
+    assert starts == [T0 - 10 * MIN, T0, T0 + 10 * MIN, T0 + 20 * MIN]
+    assert [(r["n"], r["t"]) for r in table.to_pylist()] == [(1, 63.0), (2, 64.0), (2, 64.0), (1, 61.0)]
+    assert error(engine, "SELECT time_window(time, '10m', '3m') FROM air").code == "010058"

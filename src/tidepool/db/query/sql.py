@@ -161,8 +161,20 @@ _FUNC_RE = re.compile(r"\b(first|last|time_window)\s*\(", re.IGNORECASE)
 
 def rewrite_functions(sql: str) -> str:
     """Rewrite CnosDB-only functions: `first(time, v)` / `last(time, v)` → `first_value(v ORDER BY time)` /
-    `last_value(...)` (named as CnosDB names them when they are a whole select item), and tumbling
-    `time_window(time, '10m')` → a {start, end} struct built from `date_bin`."""
+    `last_value(...)` (named as CnosDB names them when they are a whole select item), and
+    `time_window(time, '10m'[, '5m'])` → a {start, end} struct built from `date_bin`; a sliding window (a slide
+    shorter than the window) also turns the table in FROM into one row per (row, window containing it)."""
+    slides: set[tuple[str, int, int]] = set()
+    rewritten = _rewrite_calls(sql, slides)
+    if not slides:
+        return rewritten
+    if len(slides) > 1:
+        raise errors.not_implemented("more than one sliding time_window in a query")
+    ((time_arg, window, slide),) = slides
+    return _expand_windows(rewritten, time_arg, slide, window // slide)
+
+
+def _rewrite_calls(sql: str, slides: set[tuple[str, int, int]]) -> str:
     out = []
     pos = 0
     while True:
@@ -180,14 +192,14 @@ def rewrite_functions(sql: str) -> str:
         name = match.group(1).lower()
         replacement = None
         if name in ("first", "last") and len(args) == 2:
-            time_arg, value_arg = (rewrite_functions(a) for a in args)
+            time_arg, value_arg = (_rewrite_calls(a, slides) for a in args)
             fn = "first_value" if name == "first" else "last_value"
             replacement = f"{fn}({value_arg} ORDER BY {time_arg} ASC)"
             if _is_bare_select_item(sql, match.start(), close + 1):
                 label = f"{name}({_qualified(sql, time_arg)},{_qualified(sql, value_arg)})"
                 replacement += f" AS {quote_ident(label)}"
         elif name == "time_window":
-            replacement = _time_window(sql, match.start(), close + 1, [rewrite_functions(a) for a in args])
+            replacement = _time_window(sql, match.start(), close + 1, [_rewrite_calls(a, slides) for a in args], slides)
         if replacement is None:
             out.append(sql[pos : match.end()])
             pos = match.end()
@@ -218,24 +230,69 @@ def rewrite_session_functions(sql: str, tenant: str, database: str) -> str:
     return "".join(out)
 
 
-def _time_window(sql: str, start: int, end: int, args: list[str]) -> str:
-    if len(args) < 2:
+def _time_window(sql: str, start: int, end: int, args: list[str], slides: set[tuple[str, int, int]]) -> str:
+    if not 2 <= len(args) <= 3:
         raise errors.invalid_time_window("time_window needs (time, window_duration[, slide_duration])")
-    if len(args) > 2 and args[2].strip().strip("'") != args[1].strip().strip("'"):
-        raise errors.not_implemented("sliding time_window (a slide different from the window duration)")
-    duration = args[1].strip()
-    if duration.startswith("'") and duration.endswith("'"):
-        nanos = parse_duration(duration[1:-1])
-        if nanos is None:
-            raise errors.invalid_time_window("window duration must be finite")
-        interval = f"INTERVAL '{nanos} nanoseconds'"
+    window = _duration_ns(args[1])
+    slide = _duration_ns(args[2]) if len(args) == 3 else window
+    if window is None or slide is None:
+        interval = args[1].strip()  # an INTERVAL expression: tumbling only
+        if len(args) == 3 and args[2].strip() != interval:
+            raise errors.not_implemented("sliding time_window with INTERVAL durations; use strings like '10m'")
+        bucket = f"date_bin({interval}, {args[0]})"
+        expr = f"named_struct('start', {bucket}, 'end', {bucket} + {interval})"
+    elif slide >= window:
+        if slide > window:
+            raise errors.not_implemented("time_window with a slide longer than the window")
+        bucket = f"date_bin({_interval(window)}, {args[0]})"
+        expr = f"named_struct('start', {bucket}, 'end', {bucket} + {_interval(window)})"
     else:
-        interval = duration
-    bucket = f"date_bin({interval}, {args[0]})"
-    expr = f"named_struct('start', {bucket}, 'end', {bucket} + {interval})"
+        if window % slide or window // slide > 1000:
+            raise errors.invalid_time_window("the window duration must be a multiple (at most 1000) of the slide")
+        slides.add((args[0].strip(), window, slide))
+        expr = f"named_struct('start', {_WINDOW_START}, 'end', {_WINDOW_START} + {_interval(window)})"
     if _is_bare_select_item(sql, start, end):
         expr += f" AS {quote_ident('time_window(' + ','.join(a.strip() for a in args) + ')')}"
     return expr
+
+
+_WINDOW_START = '"__time_window_start"'
+_FROM_TABLE = re.compile(
+    r"\bFROM\s+((?:\"[^\"]+\"|[^\W\d][\w$]*)(?:\s*\.\s*(?:\"[^\"]+\"|[^\W\d][\w$]*))?)"
+    r"(?:\s+(?:AS\s+)?(?!(?:WHERE|GROUP|ORDER|LIMIT|OFFSET|HAVING|UNION|JOIN|INNER|LEFT|RIGHT|FULL|CROSS|NATURAL)\b)"
+    r"([^\W\d][\w$]*|\"[^\"]+\"))?",
+    re.IGNORECASE,
+)
+
+
+def _expand_windows(sql: str, time_arg: str, slide: int, count: int) -> str:
+    """`FROM t [alias]` → `FROM (SELECT *, unnest([each window start containing time]) FROM t) AS alias`."""
+    match = _FROM_TABLE.search(sql)
+    if match is None or re.search(r"\bJOIN\b", sql[match.end() :], re.IGNORECASE):
+        raise errors.not_implemented("sliding time_window over anything but one table")
+    table, alias = match.group(1), match.group(2)
+    if alias is None:
+        alias = table.split(".")[-1].strip()
+    step = _interval(slide)
+    bucket = f"date_bin({step}, {time_arg})"
+    starts = ", ".join([bucket] + [f"{bucket} - {_interval(slide * j)}" for j in range(1, count)])
+    source = f"(SELECT *, unnest(make_array({starts})) AS {_WINDOW_START} FROM {table}) AS {alias}"
+    return sql[: match.start()] + "FROM " + source + sql[match.end() :]
+
+
+def _duration_ns(arg: str) -> int | None:
+    """A quoted CnosDB duration ('10m') in ns; None for anything else (an INTERVAL expression)."""
+    text = arg.strip()
+    if not (text.startswith("'") and text.endswith("'")):
+        return None
+    nanos = parse_duration(text[1:-1])
+    if nanos is None:
+        raise errors.invalid_time_window("window durations must be finite")
+    return nanos
+
+
+def _interval(nanos: int) -> str:
+    return f"INTERVAL '{nanos} nanoseconds'"
 
 
 def _inside_quotes(sql: str, index: int) -> bool:
