@@ -56,7 +56,8 @@ class PartitionLog:
         self.segments: list[LogSegment] = []
         self._bases: list[int] = []
         self._open_segments(clean_shutdown)
-        self.log_start_offset = max(self._read_log_start(), self.segments[0].base_offset)
+        # a crash may have truncated below a log start that DeleteRecords had just moved to the log end
+        self.log_start_offset = min(max(self._read_log_start(), self.segments[0].base_offset), self.log_end_offset)
         self.producers = self._load_producer_state()
         self._unsynced = False
 
