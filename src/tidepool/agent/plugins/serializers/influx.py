@@ -5,9 +5,11 @@ Options (read from the output's table):
   influx_sort_fields     write fields sorted by key (default false: in the metric's order)
   influx_uint_support    write unsigned fields as `42u` (default false: clipped to the int64 maximum, `i`)
   influx_omit_timestamp  leave the timestamp out (default false)
-The rules themselves live in tidepool.lineproto.serialize; this plugin adds a per-series header cache so the
-common path (same measurement and tags, float fields) costs little per metric, and falls back to lineproto for
-anything unusual. A metric that cannot be written (no name, no serializable field) is skipped in a batch.
+The rules are Telegraf's (plugins/serializers/influx) and agree with tidepool.lineproto.serialize except where
+Telegraf itself differs: a trailing backslash is kept on field keys (trimmed on tag keys and values only), and
+influx_max_line_bytes follows Telegraf's byte accounting and "need more space" failure. A per-series header cache
+keeps the common path (same measurement and tags, float fields) cheap. A metric that cannot be written (no name,
+no serializable field, a field too long for the line limit) is skipped in a batch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import math
 
 from tidepool.agent.options import PluginOptions
 from tidepool.agent.plugins.serializers import SERIALIZERS
-from tidepool.lineproto import Metric, SerializeError, format_float, serialize_metric
+from tidepool.lineproto import Metric, SerializeError, format_float
 
 _MAX_I64 = 2**63 - 1
 _CONTROL = {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
@@ -66,25 +68,15 @@ class InfluxSerializer:
     def _field_key(self, key: str) -> str:
         escaped = self._keys.get(key)
         if escaped is None:
-            escaped = _escape_key(key)
+            # Unlike tag keys, Telegraf does not trim a trailing backslash from field keys.
+            escaped = key.translate(_KEY_TABLE)
             if len(self._keys) >= _CACHE_LIMIT:
                 self._keys.clear()
             self._keys[key] = escaped
         return escaped
 
-    def serialize(self, metric: Metric) -> bytes:
-        if self.max_line_bytes > 0:
-            return serialize_metric(
-                metric,
-                uint_support=self.uint_support,
-                sort_fields=self.sort_fields,
-                omit_timestamp=self.omit_timestamp,
-                max_line_bytes=self.max_line_bytes,
-            )
-        return self._line(metric).encode()
-
-    def _line(self, metric: Metric) -> str:
-        header = self._header(metric)
+    def _pairs(self, metric: Metric) -> list[str]:
+        """`key=value` of every serializable field, in metric (or sorted) order; others are skipped."""
         fields = metric.fields
         pairs: list[str] = []
         for key in sorted(fields) if self.sort_fields else fields:
@@ -113,28 +105,65 @@ class InfluxSerializer:
             escaped = self._field_key(key)
             if escaped:
                 pairs.append(f"{escaped}={text}")
+        return pairs
+
+    def _footer(self, metric: Metric) -> str:
+        return "\n" if self.omit_timestamp else f" {metric.time}\n"
+
+    def _line(self, metric: Metric) -> str:
+        header = self._header(metric)
+        pairs = self._pairs(metric)
         if not pairs:
             raise SerializeError("no serializable fields")
-        if self.omit_timestamp:
-            return f"{header} {','.join(pairs)}\n"
-        return f"{header} {','.join(pairs)} {metric.time}\n"
+        return f"{header} {','.join(pairs)}{self._footer(metric)}"
+
+    def _write_split(self, metric: Metric, out: list[str]) -> None:
+        """Telegraf's influx_max_line_bytes: fields spill onto further lines with the same header.
+
+        Byte accounting is Telegraf's own (commas before earlier fields of a line are not counted), and a field
+        that cannot fit even alone fails the metric with "need more space", keeping the lines already written.
+        """
+        limit = self.max_line_bytes
+        header = self._header(metric) + " "
+        footer = self._footer(metric)
+        header_len, footer_len = len(header.encode()), len(footer.encode())
+        pairs_len, first = 0, True
+        for pair in self._pairs(metric):
+            pair_len = len(pair.encode())
+            needed = header_len + pairs_len + pair_len + footer_len + (0 if first else 1)
+            if needed > limit:
+                if first:
+                    raise SerializeError("need more space")
+                out.append(footer)
+                pairs_len, first = 0, True
+                if header_len + pair_len + footer_len > limit:
+                    raise SerializeError("need more space")
+            out.append(header if first else ",")
+            out.append(pair)
+            pairs_len += pair_len
+            first = False
+        if first:
+            raise SerializeError("no serializable fields")
+        out.append(footer)
+
+    def serialize(self, metric: Metric) -> bytes:
+        if self.max_line_bytes > 0:
+            out: list[str] = []
+            self._write_split(metric, out)
+            return "".join(out).encode()
+        return self._line(metric).encode()
 
     def serialize_batch(self, metrics: list[Metric]) -> bytes:
-        if self.max_line_bytes > 0:
-            return b"".join(self._serialize_or_skip(m) for m in metrics)
         lines: list[str] = []
         for metric in metrics:
             try:
-                lines.append(self._line(metric))
+                if self.max_line_bytes > 0:
+                    self._write_split(metric, lines)
+                else:
+                    lines.append(self._line(metric))
             except SerializeError:
                 continue
         return "".join(lines).encode()
-
-    def _serialize_or_skip(self, metric: Metric) -> bytes:
-        try:
-            return self.serialize(metric)
-        except SerializeError:
-            return b""
 
 
 @SERIALIZERS.add("influx")
