@@ -131,6 +131,7 @@ def broker(
         fsync_interval_ms=fsync_interval_ms,
         retention_check_interval_ms=retention_check_interval_ms,
     )
+    _raise_open_file_limit()
     try:
         import uvloop
 
@@ -145,6 +146,16 @@ def broker(
         raise TidepoolError(f"cannot start the broker: {exc}", 2) from exc
     except OSError as exc:
         raise TidepoolError(f"cannot start the broker on {listen}: {exc.strerror or exc}", 2) from exc
+
+
+def _raise_open_file_limit() -> None:
+    """Every segment keeps its file open, as in Kafka: lift the soft limit on open files to the hard one."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
 
 
 async def _run(config: object) -> None:
