@@ -682,3 +682,40 @@ def test_acks_zero_gets_no_response_and_a_failure_closes_the_connection(broker: 
     with pytest.raises(ConnectionError):
         other.read_frame()
     other.close()
+
+
+def test_hundreds_of_partitions_keep_their_high_watermarks_across_a_restart(tmp_path: Path) -> None:
+    from confluent_kafka import Producer
+
+    process = BrokerProcess(tmp_path / "data", free_port()).start()
+    client = Client(process.bootstrap)
+    create_topic(client, "wide", partitions=300)
+    producer = Producer({"bootstrap.servers": process.bootstrap, "linger.ms": 5})
+    for i in range(3000):
+        producer.produce("wide", value=b"%d" % i, partition=(i * 7) % 300)
+    assert producer.flush(30) == 0
+    client.close()
+    assert process.stop() == 0
+    restarted = BrokerProcess(tmp_path / "data", process.port).start()
+    try:
+        client = Client(restarted.bootstrap)
+        response = client.request(
+            2,
+            7,
+            {
+                "replica_id": -1,
+                "isolation_level": 0,
+                "topics": [
+                    {
+                        "name": "wide",
+                        "partitions": [
+                            {"partition_index": p, "current_leader_epoch": -1, "timestamp": -1} for p in range(300)
+                        ],
+                    }
+                ],
+            },
+        )
+        assert [p.offset for p in response.topics[0].partitions] == [10] * 300
+        client.close()
+    finally:
+        restarted.stop()
