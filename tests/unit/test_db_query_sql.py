@@ -297,3 +297,16 @@ def test_sliding_time_window_counts_each_row_in_every_window_containing_it(engin
     assert starts == [T0 - 10 * MIN, T0, T0 + 10 * MIN, T0 + 20 * MIN]
     assert [(r["n"], r["t"]) for r in table.to_pylist()] == [(1, 63.0), (2, 64.0), (2, 64.0), (1, 61.0)]
     assert error(engine, "SELECT time_window(time, '10m', '3m') FROM air").code == "010058"
+
+
+def test_cnosdb_mode_and_increase(engine: Engine) -> None:
+    counter = [5, 7, 9, 2, 4]  # a reset after 9 counts the new value whole: 2 + 2 + 2 + 2
+    engine.write_lines(
+        "cnosdb", "public", "\n".join(f"net,host=a bytes={v} {T0 + i * MIN}" for i, v in enumerate(counter)).encode()
+    )
+    engine.flush()
+    table = run(
+        engine, "SELECT host, increase(time, bytes ORDER BY time) AS inc, mode(bytes) AS m FROM net GROUP BY host"
+    )
+    assert table.to_pylist() == [{"host": "a", "inc": 8.0, "m": 2.0}]
+    assert run(engine, "SELECT mode(pressure) AS m FROM air").to_pylist() == [{"m": 50.0}]

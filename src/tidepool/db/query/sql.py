@@ -156,7 +156,8 @@ def quote_literal(text: str) -> str:
 
 # --- CnosDB functions → DataFusion -------------------------------------------------------------------------
 
-_FUNC_RE = re.compile(r"\b(first|last|time_window)\s*\(", re.IGNORECASE)
+_FUNC_RE = re.compile(r"\b(first|last|time_window|increase)\s*\(", re.IGNORECASE)
+_TRAILING_ORDER_BY = re.compile(r"\s+ORDER\s+BY\s+.*\Z", re.IGNORECASE | re.DOTALL)
 
 
 def rewrite_functions(sql: str) -> str:
@@ -198,6 +199,10 @@ def _rewrite_calls(sql: str, slides: set[tuple[str, int, int]]) -> str:
             if _is_bare_select_item(sql, match.start(), close + 1):
                 label = f"{name}({_qualified(sql, time_arg)},{_qualified(sql, value_arg)})"
                 replacement += f" AS {quote_ident(label)}"
+        elif name == "increase" and len(args) == 2:
+            # CnosDB writes `increase(time, x ORDER BY time)`; the aggregate orders by time itself.
+            value_arg = _TRAILING_ORDER_BY.sub("", args[1])
+            replacement = f"increase({_rewrite_calls(args[0], slides)}, {_rewrite_calls(value_arg, slides)})"
         elif name == "time_window":
             replacement = _time_window(sql, match.start(), close + 1, [_rewrite_calls(a, slides) for a in args], slides)
         if replacement is None:

@@ -690,7 +690,11 @@ def _cast_column(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
 def _context() -> SessionContext:
     from datafusion import SessionConfig, SessionContext
 
-    return SessionContext(SessionConfig().with_target_partitions(2))
+    from tidepool.db.query import functions
+
+    ctx = SessionContext(SessionConfig().with_target_partitions(2))
+    functions.register(ctx)
+    return ctx
 
 
 def _run_on_table(name: str, data: pa.Table, sql: str) -> pa.Table:
