@@ -92,6 +92,14 @@ def test_tag_written_as_field_is_a_type_conflict(engine: Engine) -> None:
     assert info.value.message == "Column 'station' type error, found F64 expected TAG"
 
 
+def test_time_is_neither_a_tag_nor_a_field(engine: Engine) -> None:
+    for line in (f"m,time=x v=1 {T0}", f"m time=1 {T0}"):
+        with pytest.raises(DbError) as info:
+            engine.write_lines("cnosdb", "public", line.encode())
+        assert info.value.code == "020004" and "expected TIME" in info.value.message
+    assert rows(engine, "SHOW TABLES") == []
+
+
 def test_write_to_unknown_database_is_rejected_and_creates_nothing(engine: Engine) -> None:
     with pytest.raises(DbError) as info:
         engine.write_lines("cnosdb", "nosuch", f"air v=1 {T0}".encode())

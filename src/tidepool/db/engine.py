@@ -830,7 +830,7 @@ def _line_error(exc: LineProtocolError) -> DbError:
 
 
 def _type_name(column: Column) -> str:
-    return "TAG" if column.kind == "TAG" else errors.TYPE_NAMES[column.sql_type]
+    return column.kind if column.kind in ("TAG", "TIME") else errors.TYPE_NAMES[column.sql_type]
 
 
 def _schema_changes(db: Database, chunks: list[Chunk]) -> dict[str, list[Column]]:
@@ -840,6 +840,7 @@ def _schema_changes(db: Database, chunks: list[Chunk]) -> dict[str, list[Column]
         table = db.tables.get(chunk.table)
         pending = changes.setdefault(chunk.table, [])
         known = {c.name: c for c in (table.columns if table else [])} | {c.name: c for c in pending}
+        known.setdefault("time", Column("time", "TIME", "TIMESTAMP"))  # a new table's time column, reserved
         for tag in chunk.tags:
             column = known.get(tag)
             if column is None:
@@ -850,8 +851,6 @@ def _schema_changes(db: Database, chunks: list[Chunk]) -> dict[str, list[Column]
         for name, sql_type in chunk.fields.items():
             column = known.get(name)
             if column is None:
-                if name == "time":
-                    raise errors.type_conflict(name, errors.TYPE_NAMES[sql_type], "TIME")
                 pending.append(Column(name, "FIELD", sql_type))
                 known[name] = pending[-1]
             elif column.kind != "FIELD" or column.sql_type != sql_type:

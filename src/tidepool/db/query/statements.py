@@ -364,7 +364,7 @@ def _create_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> Qu
             cur.expect("(")
             while True:
                 tag = cur.name()
-                if tag in seen:
+                if tag in seen or tag == "time":
                     raise errors.DbError("010027", f"Semantic error: Field or Tag have the same name {tag}")
                 seen.add(tag)
                 table.columns.append(Column(tag, "TAG", "STRING"))
