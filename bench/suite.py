@@ -1023,7 +1023,7 @@ def pipeline_setups() -> list[PipelineSetup]:
         PipelineSetup("tidepool (broker, agent, db)", "tidepool broker", TidepoolBroker),
         PipelineSetup("tidepool agent + db on Apache Kafka", "Apache Kafka", ApacheKafkaPeer),
         PipelineSetup(
-            "tidepool, agent max_undelivered_messages = 20000",
+            "tidepool with agent max_undelivered_messages = 20000",
             "tidepool broker",
             TidepoolBroker,
             max_undelivered=20_000,
