@@ -287,3 +287,17 @@ def test_memtable_queries_between_writes_stay_exact(engine: Engine) -> None:
     write(range(20, 21), 3)
     assert rows(engine, "SELECT count(*) AS n, sum(v) AS s FROM m") == [{"n": 21, "s": 30.0 - 1 + 99 + 3}]
     assert rows(engine, f"SELECT v FROM m WHERE time = to_timestamp_nanos({T0 + 5})") == [{"v": 99.0}]
+
+
+def test_names_from_clients_never_leave_the_data_directory(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    try:
+        eng.execute("cnosdb", "public", 'CREATE DATABASE ".."')
+        eng.write_lines("cnosdb", "..", f"../../escape,host=a v=1 {T0}\n{'x' * 300},host=a v=2 {T0}".encode())
+        eng.flush()
+        files = [p for p in tmp_path.rglob("*.parquet")]
+        assert len(files) == 2 and all((tmp_path / "db" / "data") in p.parents for p in files)
+        assert rows(eng, 'SELECT v FROM "../../escape"', "..") == [{"v": 1.0}]
+        assert rows(eng, f'SELECT v FROM "{"x" * 300}"', "..") == [{"v": 2.0}]
+    finally:
+        eng.close()

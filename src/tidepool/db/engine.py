@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import itertools
 import re
 import struct
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,7 +379,8 @@ class Engine:
             part_times = part.column("time").cast(pa.int64())
             with self._lock:
                 file_id = self.manifest.allocate_id()
-            relative = f"data/{tenant}/{database}/{table}/{window}/{file_id:012d}.parquet"
+            folder = "/".join(_path_component(n) for n in (tenant, database, table))
+            relative = f"data/{folder}/{window}/{file_id:012d}.parquet"
             size, scales = write_parquet(self.data_dir, relative, part, tags)
             result.append(DataFile(
                 id=file_id, seq=seq if seq is not None else file_id, tenant=tenant, database=database, table=table,
@@ -748,6 +751,14 @@ def _lock_data_dir(data_dir: Path) -> IO[str]:
         handle.close()
         raise OSError(errno.EBUSY, f"{data_dir} is in use by another tidepool db process") from None
     return handle
+
+
+def _path_component(name: str) -> str:
+    """A name as one safe directory name: no `/`, no `..`, not too long (names come from clients)."""
+    encoded = urllib.parse.quote(name, safe="").replace(".", "%2E")
+    if len(encoded) > 120:
+        encoded = encoded[:80] + "~" + hashlib.sha256(name.encode()).hexdigest()[:32]
+    return encoded
 
 
 def _same_rows(a: pa.Table, b: pa.Table) -> bool:
