@@ -97,7 +97,10 @@ def _agent(output: Any, groups: list[list[Metric]], **kw: Any) -> tuple[Agent, L
         "outputs.http", output, batch_size=kw.get("batch_size", 1000), buffer_limit=10000,
         flush_interval=kw.get("flush_interval", 0.05), flush_jitter=0.0, metric_filter=kw.get("metric_filter"),
     )  # fmt: skip
-    running_input = RunningInput("inputs.test", source, filter=kw.get("input_filter"))
+    running_input = RunningInput(
+        "inputs.test", source, filter=kw.get("input_filter"), tags=kw.get("tags", {}),
+        name_override=kw.get("name_override", ""), name_prefix=kw.get("name_prefix", ""),
+    )  # fmt: skip
     built = BuiltAgent(AgentSettings(), {"host": "buoy"}, [running_input], [running_output])
     return Agent(built), source, running_output
 
@@ -253,3 +256,17 @@ def test_filters_select_then_modify_as_telegraf() -> None:
     assert metric.fields == {"usage_user": 1.0, "usage_idle": 2.0, "x": 3.0}  # the copy left the original alone
     assert flt({"fieldpass": ["nope"]}).apply(metric, copy=True) is None  # no field left: dropped
     assert MetricFilter.from_options(PluginOptions({}, "outputs.http")) is None
+
+
+@with_sink
+async def test_parser_tags_beat_plugin_tags_which_beat_global_tags_and_names_are_overridden(sink: Sink) -> None:
+    output = HTTPOutput(InfluxSerializer(), url=sink.url)
+    metric = Metric("kafka_consumer", {"site": "from-json"}, {"v": 1.0}, 9)
+    agent, source, _ = _agent(
+        output, [[metric]], tags={"site": "plugin", "host": "plugin-host", "zone": "z1"},
+        name_override="ocean", name_prefix="sea_",
+    )  # fmt: skip
+    await agent.start()
+    await _until(lambda: source.delivered == [0])
+    await agent.stop()
+    assert sink.lines() == [b"sea_ocean,host=plugin-host,site=from-json,zone=z1 v=1 9"]
