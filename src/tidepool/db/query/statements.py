@@ -687,6 +687,11 @@ def _cast_column(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
 # --- DataFusion ------------------------------------------------------------------------------------------
 
 
+# A Rust panic inside DataFusion surfaces as pyo3's PanicException, a BaseException; it is answered as an error
+# like any other, while the interpreter's own exits pass through.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def _context() -> SessionContext:
     from datafusion import SessionConfig, SessionContext
 
@@ -704,7 +709,9 @@ def _run_on_table(name: str, data: pa.Table, sql: str) -> pa.Table:
     ctx.register_dataset(quote_ident(name), ds.dataset(data))
     try:
         return ctx.sql(sql).to_arrow_table()
-    except Exception as exc:  # DataFusion raises plain Exceptions with its message
+    except _PASS_THROUGH:
+        raise
+    except BaseException as exc:  # DataFusion raises plain Exceptions with its message
         raise _map_error(exc, "", "") from None
 
 
@@ -713,7 +720,9 @@ def _run_on_snapshot(engine: Engine, name: str, snapshot: TableSnapshot, sql: st
     engine.register(ctx, name, snapshot)
     try:
         return ctx.sql(sql).to_arrow_table()
-    except Exception as exc:
+    except _PASS_THROUGH:
+        raise
+    except BaseException as exc:
         raise _map_error(exc, "", "") from None
 
 
@@ -758,20 +767,20 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
         frame = ctx.sql(sql)
         schema = cnosdb_names(frame.schema())
         stream = frame.execute_stream()
-    except DbError:
+    except BaseException as exc:
         for snapshot in snapshots:
             engine.release(snapshot)
-        raise
-    except Exception as exc:
-        for snapshot in snapshots:
-            engine.release(snapshot)
+        if isinstance(exc, (DbError, *_PASS_THROUGH)):
+            raise
         raise _map_error(exc, tenant, database) from None
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
             for batch in stream:
                 yield pa.RecordBatch.from_arrays(batch.to_pyarrow().columns, schema=schema)
-        except Exception as exc:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:
             raise _map_error(exc, tenant, database) from None
         finally:
             for snapshot in snapshots:
@@ -798,7 +807,7 @@ _TABLE_NOT_FOUND = re.compile(r"table '(?:datafusion\.)?(?:([^'.]+)\.)?([^'.]+)'
 _PARSER_ERROR = re.compile(r'ParserError\("(.*)"\)', re.DOTALL)
 
 
-def _map_error(exc: Exception, tenant: str, database: str) -> DbError:
+def _map_error(exc: BaseException, tenant: str, database: str) -> DbError:
     """DataFusion's exception → CnosDB's error code and message."""
     text = str(exc)
     match = _TABLE_NOT_FOUND.search(text)
