@@ -196,3 +196,12 @@ def test_config_from_a_url() -> None:
             load([f"{base}/missing.conf"], environ={})
     finally:
         server.shutdown()
+
+
+def test_test_mode_still_checks_output_options() -> None:
+    text = TUTORIAL.replace("idle_conn_timeout = 10", "idle_conn_timeout = 10\n  urll = 'x'")
+    with pytest.raises(
+        ConfigError, match=r'plugin outputs.http: line \d+: configuration specified the fields \["urll"\]'
+    ):
+        build(_config(text), with_outputs=False)
+    assert build(_config(TUTORIAL), with_outputs=False).outputs == []

@@ -229,7 +229,7 @@ def build(
         _check_unused(opts, table)
         inputs.append(running)
     outputs: list[RunningOutput] = []
-    for table in config.outputs if with_outputs else []:
+    for table in config.outputs:  # built (and so checked) even for --test, which then uses none
         if output_filter and table.name not in output_filter:
             continue
         opts = PluginOptions(table.table, table.full_name)
@@ -254,7 +254,9 @@ def build(
         outputs.append(running_output)
     if not inputs:
         raise ConfigError("no inputs found, probably invalid config file provided")
-    if with_outputs and not outputs:
+    if not with_outputs:
+        return BuiltAgent(settings, global_tags, inputs, [])
+    if not outputs:
         raise ConfigError("no outputs found, probably invalid config file provided")
     return BuiltAgent(settings, global_tags, inputs, outputs)
 
