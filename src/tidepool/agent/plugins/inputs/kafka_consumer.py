@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidepool.agent.options import ConfigError, PluginOptions
-from tidepool.agent.plugins import Accumulator, ParseError, Parser
+from tidepool.agent.plugins import Accumulator, Parser
 from tidepool.agent.plugins.inputs import INPUTS, PARSER_INPUTS
 from tidepool.lineproto import Metric
 from tidepool.logs import get_logger
@@ -218,11 +218,14 @@ class KafkaConsumerInput:
                     blocked_since = 0.0
                     self._set_paused(False)
                 room = limit - self._undelivered
-                messages = self._consumer.consume(num_messages=max(1, min(POLL_BATCH, room)), timeout=0.05)
+                try:
+                    messages = self._consumer.consume(num_messages=max(1, min(POLL_BATCH, room)), timeout=0.05)
+                except Exception as exc:  # as Telegraf: log `consume: …`, wait 5 s, go on
+                    log.error("%s: consume: %s", self.plugin_id, exc)
+                    self._stopping.wait(5.0)
+                    continue
                 if messages:
                     self._handle(messages, acc)
-        except Exception:
-            log.exception("%s: consumer loop failed", self.plugin_id)
         finally:
             self._drain_deliveries()
             try:
@@ -278,7 +281,7 @@ class KafkaConsumerInput:
                 continue
             try:
                 parsed = parse(value)
-            except ParseError as exc:
+            except Exception as exc:  # ParseError, or a parser bug: handled alike, so one message cannot stall us
                 parse_errors += 1
                 log.error(
                     "%s: error parsing message %s[%d]@%d: %s; message: %r",
