@@ -412,3 +412,25 @@ def test_full_buffer_pauses_the_input_instead_of_dropping(tmp_path: Path, broker
         agent.kill()
         sink.kill()
     assert len(set(sink.lines())) == n
+
+
+def test_broker_killed_and_restarted_the_agent_reconnects_and_delivers_everything(
+    tmp_path: Path, broker: BrokerProcess, sink: SinkProcess
+) -> None:
+    half = 1000
+    config = tutorial_config(broker.bootstrap, sink.port, agent='  flush_interval = "200ms"')
+    produce(broker.bootstrap, sensor_payloads(half))
+    agent = AgentProcess(tmp_path, config).start()
+    try:
+        _until(lambda: len(sink.lines()) >= half, 60, "the first half")
+        _until(lambda: committed(broker.bootstrap) == half, 30, "the first half committed")
+        broker.kill()
+        time.sleep(2)
+        broker.start()
+        produce(broker.bootstrap, sensor_payloads(2 * half)[half:])
+        _until(lambda: len(set(sink.lines())) >= 2 * half, 90, "the second half after the broker restart")
+        _until(lambda: committed(broker.bootstrap) == 2 * half, 30, "everything committed")
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+    assert len(set(sink.lines())) == 2 * half
