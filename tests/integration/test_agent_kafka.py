@@ -434,3 +434,32 @@ def test_broker_killed_and_restarted_the_agent_reconnects_and_delivers_everythin
     finally:
         agent.kill()
     assert len(set(sink.lines())) == 2 * half
+
+
+def test_topic_tag_headers_as_tags_header_as_name_and_kafka_timestamps(
+    tmp_path: Path, broker: BrokerProcess, sink: SinkProcess
+) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(
+        "oceanic", b'{"pressure": 1}', headers=[("station", b"s7"), ("kind", b"buoy")], timestamp=1_700_000_000_123
+    )
+    producer.produce("oceanic", b'{"pressure": 2}', headers=[("station", b"s8")], timestamp=1_700_000_000_456)
+    assert producer.flush(30) == 0
+    extra = (
+        '  topic_tag = "topic"\n  msg_headers_as_tags = ["station", "absent"]\n'
+        '  msg_header_as_metric_name = "kind"\n  timestamp_source = "inner"\n'
+    )
+    config = tutorial_config(broker.bootstrap, sink.port, extra_input=extra, agent='  flush_interval = "100ms"')
+    agent = AgentProcess(tmp_path, config).start()
+    try:
+        _until(lambda: len(sink.lines()) >= 2, 30, "both messages")
+        assert agent.stop() == 0
+    finally:
+        agent.kill()
+    host = os.uname().nodename
+    assert sink.lines() == [
+        f"buoy,host={host},station=s7,topic=oceanic pressure=1 1700000000123000000".encode(),
+        f"kafka_consumer,host={host},station=s8,topic=oceanic pressure=2 1700000000456000000".encode(),
+    ]
