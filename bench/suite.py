@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from bench.common import TSBS_FIELDS, TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
 from bench.peers.base import PeerUnavailable, Profiler, ServerProcess, summarize_stacks
-from bench.report import FASTEST, Measurement, PartResult, Profile
+from bench.report import DEFAULT_SCALE, FASTEST, Measurement, PartResult, Profile
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -50,7 +50,7 @@ LARGE_MESSAGES_FULL = 300_000
 
 @dataclass
 class Options:
-    scale: float = 0.1
+    scale: float = DEFAULT_SCALE
     runs: int = 3
     query_runs: int = 10
     connections: tuple[int, ...] = (1, 2, 4)

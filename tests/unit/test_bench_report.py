@@ -131,3 +131,16 @@ def test_fastest_peer_target_compares_with_the_best_peer_in_the_metrics_directio
     )
     (line,) = result.target_lines()
     assert "**missed**" in line and "VictoriaMetrics = 2.00×" in line
+
+
+def test_a_run_at_another_scale_gets_its_own_file_and_section(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    default = part("db", [m("tidepool db", [10.0])], [])
+    full = part("db", [m("tidepool db", [12.0])], [("w", "", "≥ 5 msg/s", 5.0)])
+    full.scale = 1.0
+    assert default.save(results).name == "db.json"
+    assert full.save(results).name == "db-scale-1.json"
+    text = write_page(results, tmp_path / "benchmarks.md", []).read_text()
+    assert text.index("## title db\n") < text.index("## title db — scale 1\n")
+    assert "- (scale 1) ≥ 5 msg/s: met" in text
+    assert (tmp_path / "benchmarks" / "db-scale-1.png").exists() or "![" not in text
