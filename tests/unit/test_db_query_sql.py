@@ -310,3 +310,10 @@ def test_cnosdb_mode_and_increase(engine: Engine) -> None:
     )
     assert table.to_pylist() == [{"host": "a", "inc": 8.0, "m": 2.0}]
     assert run(engine, "SELECT mode(pressure) AS m FROM air").to_pylist() == [{"m": 50.0}]
+
+
+def test_out_of_range_literals_and_bad_limits_are_errors_not_crashes(engine: Engine) -> None:
+    assert error(engine, "INSERT INTO air (time, station, visibility) VALUES (99999999999999999999, 'a', 1)").code
+    assert error(engine, "SHOW SERIES FROM air LIMIT x").code == "010009"
+    assert error(engine, "SHOW SERIES FROM air LIMIT -1").code == "010009"
+    assert run(engine, "SELECT count(*) AS n FROM air").to_pylist() == [{"n": 5}]

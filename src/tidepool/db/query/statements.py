@@ -268,11 +268,18 @@ def _order_limit(cur: Cursor) -> tuple[str, int | None, int]:
         else:
             cur.accept("ASC")
     if cur.accept("LIMIT"):
-        limit = int(cur.next().text)
+        limit = _count(cur)
     if cur.accept("OFFSET"):
-        offset = int(cur.next().text)
+        offset = _count(cur)
     _expect_end(cur)
     return order, limit, offset
+
+
+def _count(cur: Cursor) -> int:
+    token = cur.next()
+    if token.kind != "number" or not token.text.isdigit():
+        raise errors.sql_parser(f"Expected literal int, found: {token.text}")
+    return int(token.text)
 
 
 def _expect_end(cur: Cursor) -> None:
@@ -557,7 +564,10 @@ def _literal_rows(cur: Cursor) -> list[list[Literal]] | None:
 def _literal_column(values: list[Literal], column: Column, unit: str) -> pa.Array:
     if column.kind == "TIME":
         times = [_time_literal(v, unit) for v in values]
-        return pa.array(times, pa.int64()).cast(pa.timestamp(unit))
+        try:
+            return pa.array(times, pa.int64()).cast(pa.timestamp(unit))
+        except OverflowError:
+            raise errors.datafusion("Arrow error: Cast error: time out of range") from None
     if column.kind == "TAG":
         return pa.array([None if v is None else str(v) for v in values], pa.string())
     target = FIELD_TYPES[column.sql_type]
@@ -569,7 +579,7 @@ def _literal_column(values: list[Literal], column: Column, unit: str) -> pa.Arra
         if column.sql_type == "DOUBLE":
             return pa.array([None if v is None else float(v) for v in values], target)
         return pa.array([None if v is None else int(v) for v in values], target)
-    except (TypeError, ValueError, pa.ArrowException) as exc:
+    except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
         raise errors.datafusion(f"Arrow error: Cast error: column {column.name}: {exc}") from None
 
 
