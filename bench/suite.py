@@ -6,7 +6,11 @@ Parts (each runnable alone, `python -m bench <part>`):
 - broker: produce and consume ~100 B and 1 KB messages with confluent-kafka and kcat — tidepool broker, tansu,
   Apache Kafka.
 - groups: consumer group join time (subscribe → first assignment) with confluent-kafka, same three brokers.
-- pipeline: topic → agent → db messages/s and freshness at fixed rates, tidepool alone and the agent on Apache Kafka.
+- pipeline: topic → agent → db messages/s and freshness at fixed rates — tidepool alone, the agent on Apache Kafka,
+  and tidepool with one agent setting changed.
+
+Every part records its peers' versions, the machine and its load, and for each run the client's and the servers'
+CPU share beside the servers' peak RSS; a system that fails is recorded as failed and the others go on.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class Recorder:
 
     def result(self) -> PartResult:
         machine = machine_description()
-        machine["load average before / after"] = f"{self.load_before} / {load_average()}"
+        machine["load average (1 min, 5 min) before / after"] = f"{self.load_before} / {load_average()}"
         return PartResult(
             part=self.part,
             title=self.title,
