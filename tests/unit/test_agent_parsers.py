@@ -77,6 +77,13 @@ def test_bad_or_non_object_json_is_a_parse_error(payload: bytes) -> None:
         JSONParser("m").parse(payload)
 
 
+def test_integers_beyond_64_bits_are_floats_as_in_go() -> None:
+    (metric,) = JSONParser("m").parse(b'{"a": 123456789012345678901234567890, "b": 1}')
+    assert metric.fields == {"a": 1.2345678901234568e29, "b": 1.0}
+    with pytest.raises(ParseError):
+        JSONParser("m").parse(b'{"a": NaN}')
+
+
 def test_bom_and_whitespace_are_trimmed() -> None:
     (metric,) = JSONParser("m").parse(b'\xef\xbb\xbf {"a": 1}\n')
     assert metric.fields == {"a": 1.0}

@@ -17,6 +17,7 @@ skipped; every metric of one payload gets the same time (now) unless json_time_k
 
 from __future__ import annotations
 
+import json as stdlib_json
 import time
 from typing import Any
 
@@ -44,6 +45,23 @@ def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
         out[prefix] = value
     elif isinstance(value, int | float):
         out[prefix] = float(value)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"invalid JSON value {name}")
+
+
+def _decode_slowly(text: bytes) -> Any:
+    """What orjson refused: retry after trimming; integers beyond 64 bits become floats, as Go reads them."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if "64-bit" not in str(exc):
+            raise ParseError(f"invalid JSON: {exc}") from None
+    try:
+        return stdlib_json.loads(text, parse_int=float, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from None
 
 
 def _tag_text(value: Any) -> str | None:
@@ -104,17 +122,11 @@ class JSONParser:
     def parse(self, data: bytes) -> list[Metric]:
         try:
             document = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            text = data.strip().lstrip(b"\xef\xbb\xbf").strip() if isinstance(data, bytes) else data
+        except orjson.JSONDecodeError:
+            text = data.strip().removeprefix(b"\xef\xbb\xbf").strip()
             if not text:
                 return []
-            if text is not data:
-                try:
-                    document = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    raise ParseError(f"invalid JSON: {exc}") from None
-            else:
-                raise ParseError(f"invalid JSON: {exc}") from None
+            document = _decode_slowly(text)
         now = time.time_ns()
         if self.query:
             document = self._apply_query(document)
