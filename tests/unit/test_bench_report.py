@@ -144,3 +144,15 @@ def test_a_run_at_another_scale_gets_its_own_file_and_section(tmp_path: Path) ->
     assert text.index("## title db\n") < text.index("## title db — scale 1\n")
     assert "- (scale 1) ≥ 5 msg/s: met" in text
     assert (tmp_path / "benchmarks" / "db-scale-1.png").exists() or "![" not in text
+
+
+def test_an_absolute_target_is_judged_for_each_tidepool_setup() -> None:
+    result = part(
+        "pipeline",
+        [m("tidepool (as shipped)", [9_000.0]), m("tidepool tuned", [60_000.0]), m("other", [1.0])],
+        [("w", "", "≥ 50,000 msg/s", 50_000.0)],
+    )
+    assert result.target_lines() == [
+        "- ≥ 50,000 msg/s (tidepool (as shipped)): **missed** — measured 9,000 msg/s",
+        "- ≥ 50,000 msg/s (tidepool tuned): met — measured 60,000 msg/s",
+    ]
