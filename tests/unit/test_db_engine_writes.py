@@ -301,3 +301,9 @@ def test_names_from_clients_never_leave_the_data_directory(tmp_path: Path) -> No
         assert rows(eng, f'SELECT v FROM "{"x" * 300}"', "..") == [{"v": 2.0}]
     finally:
         eng.close()
+
+
+def test_timestamp_overflowing_after_precision_is_a_line_protocol_error(engine: Engine) -> None:
+    with pytest.raises(DbError) as info:
+        engine.write_lines("cnosdb", "public", b"m v=1 1700000000000000000", precision="s")
+    assert (info.value.code, info.value.message) == ("040004", "Error parsing message: timestamp overflow")

@@ -231,6 +231,8 @@ class Engine:
                 parsed = parse(body, precision, now_ns=now_ns)
             except LineProtocolError as exc:
                 raise _line_error(exc) from None
+            except OverflowError:  # lineproto lets a timestamp × precision beyond int64 escape as this
+                raise errors.line_protocol("timestamp overflow") from None
             if parsed.num_points == 0:
                 return 0
             record = b"".join((
