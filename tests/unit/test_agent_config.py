@@ -205,3 +205,9 @@ def test_test_mode_still_checks_output_options() -> None:
     ):
         build(_config(text), with_outputs=False)
     assert build(_config(TUTORIAL), with_outputs=False).outputs == []
+
+
+def test_unsupported_sasl_mechanism_is_refused_at_start() -> None:
+    text = TUTORIAL.replace('data_format = "json"', 'data_format = "json"\n  sasl_mechanism = "AWS-MSK-IAM"')
+    with pytest.raises(ConfigError, match="unsupported sasl_mechanism 'AWS-MSK-IAM'"):
+        build(_config(text))

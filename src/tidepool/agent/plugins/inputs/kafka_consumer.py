@@ -51,6 +51,7 @@ _ACCEPTED = (
     "metadata_retry_backoff", "metadata_retry_max_duration", "resolve_canonical_bootstrap_servers_only",
     "tls_key_pwd", "tls_server_name", "tls_min_version", "version", "startup_error_behavior", "connection_strategy",
 )  # fmt: skip
+_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 _STRATEGIES = {"range": "range", "roundrobin": "roundrobin", "sticky": "cooperative-sticky"}
 _OFFSETS = {"": "earliest", "oldest": "earliest", "newest": "latest"}
 POLL_BATCH = 2000
@@ -119,14 +120,17 @@ class KafkaConsumerInput:
             log.warning("%s: kafka: %s", self.plugin_id, error.str())
 
     def start(self, acc: Accumulator) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, KafkaException
 
         self._acc = acc
         # librdkafka's own log lines repeat what error_cb reports; they are shown with --debug only
         client_log = get_logger("agent.librdkafka")
         if not log.isEnabledFor(logging.DEBUG):
             client_log.setLevel(logging.CRITICAL)
-        self._consumer = Consumer(self.client_config(), logger=client_log)
+        try:
+            self._consumer = Consumer(self.client_config(), logger=client_log)
+        except KafkaException as exc:
+            raise ConfigError(f"plugin {self.plugin_id}: {exc.args[0].str()}") from None
         subscriptions = list(self.settings.topics) + [
             r if r.startswith("^") else "^" + r for r in self.settings.topic_regexps
         ]
@@ -350,6 +354,11 @@ def _security_config(opts: PluginOptions) -> dict[str, Any]:
     if opts.boolean("insecure_skip_verify", False):
         config["enable.ssl.certificate.verification"] = False
     if sasl:
+        if (mechanism or "PLAIN").upper() not in _SASL_MECHANISMS:
+            raise ConfigError(
+                f"plugin {opts.plugin}: unsupported sasl_mechanism {mechanism!r} "
+                f"(tidepool supports {', '.join(_SASL_MECHANISMS)})"
+            )
         config["sasl.mechanism"] = (mechanism or "PLAIN").upper()
         if username:
             config["sasl.username"] = username
