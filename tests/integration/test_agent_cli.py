@@ -182,3 +182,17 @@ def test_watch_config_reloads_on_change_and_pidfile_lives_while_running(tmp_path
             proc.wait(10)
     assert _lines(first) == []
     assert not pidfile.exists()
+
+
+def test_once_with_a_failing_output_exits_1_and_commits_nothing(tmp_path: Path, broker: BrokerProcess) -> None:
+    produce(broker.bootstrap, sensor_payloads(3), topic="cli-once-fail")
+    config = tmp_path / "a.conf"
+    config.write_text(
+        FILE_CONFIG.split("[[outputs.file]]")[0] + '[[outputs.http]]\n  url = "http://127.0.0.1:9/api/v1/write"\n'
+    )
+    env = {"BROKER": broker.bootstrap, "TOPIC": "cli-once-fail", "GROUP": "t6"}
+    result = _agent(["--config", str(config), "--once", "--test-wait", "3"], env)
+    assert result.returncode == 1
+    assert "Error writing to outputs.http" in result.stderr
+    assert "error: some metrics could not be written" in result.stderr
+    assert committed(broker.bootstrap, group="t6", topic="cli-once-fail") < 0
