@@ -1,9 +1,9 @@
 """Agent throughput and freshness: tutorial-shaped JSON from a tidepool broker topic → `tidepool agent` → target.
 
-Usage: python bench/agent.py [--messages N] [--rates 1000,10000] [--seconds S] [--target sink|db]
+Usage: python bench/agent.py [--messages N] [--rates 1000,10000] [--seconds S] [--target db|sink]
 
-The target is an HTTP sink process that only counts lines (the agent's own cost), or a `tidepool db` (the whole
-path; rows counted with SQL).
+The target is a `tidepool db` (the default: the whole path, rows counted with SQL), or an HTTP sink process that
+only counts lines (the agent's own cost).
 
 1. Throughput: N messages are produced first, then the agent (tutorial config + [agent] tuning) drains the topic
    into a sink process that counts lines; prints messages/s, the agent's CPU time per message and its peak RSS,
@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--rates", default="1000,10000")
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--target", choices=["sink", "db"], default="sink")
+    parser.add_argument("--target", choices=["sink", "db"], default="db")
     args = parser.parse_args()
 
     from tidepool.broker.process import BrokerProcess
