@@ -69,9 +69,10 @@ class Client:
 
 
 def records(count: int = 3, producer_id: int = -1, epoch: int = -1, sequence: int = -1) -> bytes:
+    """A batch stamped now: producer state expires a day after a producer's newest timestamp, as in Kafka."""
     builder = DefaultRecordBatchBuilder(2, 0, False, producer_id, epoch, sequence, 1 << 20)
     for i in range(count):
-        builder.append(i, timestamp=1_700_000_000_000 + i, key=None, value=b"value-%d" % i, headers=[])
+        builder.append(i, timestamp=int(time.time() * 1000) + i, key=None, value=b"value-%d" % i, headers=[])
     return bytes(builder.build())
 
 
@@ -572,7 +573,7 @@ def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp
         "--segment-bytes",
         "2048",
         "--retention-bytes",
-        "4096",
+        "2048",
         "--retention-check-interval-ms",
         "100",
         "--fsync-interval-ms",

@@ -170,3 +170,53 @@ def test_fetch_budget_spans_partitions_and_only_the_first_may_exceed_it(handlers
     assert sizes(1, 1) == [size, 0, 0], "one whole batch even past both limits, and nothing more"
     assert sizes(10_000, 2 * size) == [2 * size, 2 * size, 2 * size]
     assert sizes(4 * size, 10_000) == [3 * size, size, 0]
+
+
+def test_parked_fetches_wake_only_for_their_partitions_and_leave_no_waiters_behind(handlers: BrokerHandlers) -> None:
+    handlers.logs.create_topic("watched", 1)
+    handlers.logs.create_topic("other", 1)
+
+    def parked_fetch(topic: str, max_wait_ms: int) -> Any:
+        return request(
+            1,
+            12,
+            {
+                "replica_id": -1,
+                "max_wait": max_wait_ms,
+                "min_bytes": 1,
+                "max_bytes": 1 << 20,
+                "isolation_level": 0,
+                "session_id": 0,
+                "session_epoch": -1,
+                "forgotten_topics_data": [],
+                "rack_id": "",
+                "topics": [
+                    {
+                        "topic": topic,
+                        "partitions": [{"partition": 0, "fetch_offset": 0, "partition_max_bytes": 1 << 20}],
+                    }
+                ],
+            },
+        )
+
+    async def scenario() -> tuple[float, float, int]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        idle = asyncio.create_task(handlers.fetch(None, parked_fetch("watched", 300)))
+        await asyncio.sleep(0.05)
+        assert set(handlers._waiters) == {("watched", 0)}
+        await handlers.produce(None, produce_request("other"))
+        idle_response = await idle
+        idle_took = loop.time() - started
+        assert not idle_response.responses[0].partitions[0].records
+        started = loop.time()
+        woken = asyncio.create_task(handlers.fetch(None, parked_fetch("watched", 5000)))
+        await asyncio.sleep(0.05)
+        await handlers.produce(None, produce_request("watched"))
+        woken_response = await woken
+        return idle_took, loop.time() - started, len(woken_response.responses[0].partitions[0].records)
+
+    idle_took, woken_took, size = asyncio.run(scenario())
+    assert idle_took >= 0.29, "an append elsewhere does not answer the parked fetch early"
+    assert woken_took < 2 and size > 0, "an append to its partition answers it at once"
+    assert handlers._waiters == {}

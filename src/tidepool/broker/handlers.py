@@ -50,7 +50,8 @@ class BrokerHandlers:
         self.logs = logs
         self.cluster_id = cluster_id
         self.ranges: dict[int, tuple[int, int]] = {}
-        self._appended = asyncio.Event()
+        # parked Fetches by the partitions they wait on, woken by an append to any of them (Kafka's purgatory)
+        self._waiters: dict[tuple[str, int], set[asyncio.Future[None]]] = {}
         self._producer_epochs: dict[int, int] = {}
 
     def table(self) -> dict[int, tuple[int, int, Any]]:
@@ -152,6 +153,7 @@ class BrokerHandlers:
     async def produce(self, header: Any, request: Any) -> Any:
         acks = request.acks
         touched: list[PartitionLog] = []
+        keys: list[tuple[str, int]] = []
         responses = []
         for topic_data in request.topic_data:
             partitions = []
@@ -160,11 +162,12 @@ class BrokerHandlers:
                 partitions.append(entry)
                 if appended_to is not None:
                     touched.append(appended_to)
+                    keys.append((topic_data.name, partition_data.index))
             responses.append({"name": topic_data.name, "partition_responses": partitions})
         if touched:
+            self._wake_fetchers(keys)
             if self.config.fsync == "always" and acks != 0:
                 await asyncio.to_thread(_sync_all, touched)
-            self._wake_fetchers()
         if acks == 0:
             failed = [p for t in responses for p in t["partition_responses"] if p["error_code"]]
             if failed:
@@ -173,10 +176,12 @@ class BrokerHandlers:
             return None
         return _response(request, PRODUCE, {"responses": responses})
 
-    def _wake_fetchers(self) -> None:
-        """Wake every parked Fetch so it looks again (after an append, or a topic deletion)."""
-        self._appended.set()
-        self._appended = asyncio.Event()
+    def _wake_fetchers(self, keys: list[tuple[str, int]] | None = None) -> None:
+        """Wake the Fetches parked on these partitions (None: all of them) so they look again."""
+        for key in list(self._waiters) if keys is None else keys:
+            for woken in self._waiters.pop(key, ()):
+                if not woken.done():
+                    woken.set_result(None)
 
     def _append(
         self, topic: str, partition: int, records: bytes | None, acks: int
@@ -231,17 +236,27 @@ class BrokerHandlers:
     async def fetch(self, header: Any, request: Any) -> Any:
         max_wait = request.max_wait.total_seconds()
         deadline = time.monotonic() + max(0.0, max_wait)
+        keys = [(topic.topic, p.partition) for topic in request.topics for p in topic.partitions]
         while True:
-            appended = self._appended
             responses, total, errors = self._read_fetch(request)
             remaining = deadline - time.monotonic()
             if total >= request.min_bytes or errors or remaining <= 0:
                 break
+            woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for key in keys:
+                self._waiters.setdefault(key, set()).add(woken)
             try:
-                await asyncio.wait_for(appended.wait(), remaining)
+                await asyncio.wait_for(woken, remaining)
             except TimeoutError:
                 responses, total, errors = self._read_fetch(request)
                 break
+            finally:
+                for key in keys:
+                    waiting = self._waiters.get(key)
+                    if waiting is not None:
+                        waiting.discard(woken)
+                        if not waiting:
+                            del self._waiters[key]
         return _response(request, FETCH, {"error_code": 0, "session_id": 0, "responses": responses})
 
     def _read_fetch(self, request: Any) -> tuple[list[dict[str, Any]], int, bool]:
