@@ -317,3 +317,36 @@ def test_out_of_range_literals_and_bad_limits_are_errors_not_crashes(engine: Eng
     assert error(engine, "SHOW SERIES FROM air LIMIT x").code == "010009"
     assert error(engine, "SHOW SERIES FROM air LIMIT -1").code == "010009"
     assert run(engine, "SELECT count(*) AS n FROM air").to_pylist() == [{"n": 5}]
+
+
+M2 = [
+    ("1999-12-31 00:00:00.000", 111, 444, "tag11"),
+    ("1999-12-31 00:00:00.005", 222, 333, "tag12"),
+    ("1999-12-31 00:00:00.010", 333, 222, "tag13"),
+    ("1999-12-31 00:00:00.015", 444, 111, "tag14"),
+    ("1999-12-31 00:00:00.020", 222, 555, "tag11"),
+    ("1999-12-31 00:00:00.025", 333, 444, "tag12"),
+    ("1999-12-31 00:00:00.030", 444, 333, "tag13"),
+    ("1999-12-31 00:00:00.035", 555, 222, "tag14"),
+]
+GAPFILL = (
+    "SELECT t0, time_window_gapfill(time, interval '10 milliseconds') AS minute, {fill}(avg(f1)) FROM m2 "
+    "WHERE time BETWEEN timestamp '1999-12-31T00:00:00.000Z' AND timestamp '1999-12-31T00:00:00.055Z' "
+    "GROUP BY t0, minute"
+)
+
+
+def test_time_window_gapfill_with_interpolate_and_locf_as_in_cnosdb_docs(engine: Engine) -> None:
+    run(engine, "CREATE TABLE m2 (f0 BIGINT, f1 DOUBLE, TAGS(t0, t1, t2))")
+    values = ", ".join(f"('{t}', {f0}, {f1}, '{t0}')" for t, f0, f1, t0 in M2)
+    run(engine, f"INSERT m2 (TIME, f0, f1, t0) VALUES {values}")
+    table = run(engine, GAPFILL.format(fill="interpolate"))
+    assert table.schema.names == ["t0", "minute", "AVG(m2.f1)"]
+    rows = table.to_pylist()
+    assert len(rows) == 24 and [r["t0"] for r in rows[::6]] == ["tag11", "tag12", "tag13", "tag14"]
+    assert [r["AVG(m2.f1)"] for r in rows[:6]] == [444.0, 499.5, 555.0, None, None, None]
+    assert [r["AVG(m2.f1)"] for r in rows[12:18]] == [None, 222.0, 277.5, 333.0, None, None]
+    locf = run(engine, GAPFILL.format(fill="locf")).to_pylist()
+    assert [r["locf(AVG(m2.f1))"] for r in locf[6:12]] == [333.0, 333.0, 444.0, 444.0, 444.0, 444.0]
+    assert [r["locf(AVG(m2.f1))"] for r in locf[18:24]] == [None, 111.0, 111.0, 222.0, 222.0, 222.0]
+    assert error(engine, "SELECT time_window_gapfill(time, interval '10 milliseconds') AS w FROM m2 GROUP BY w").code

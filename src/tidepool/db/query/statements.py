@@ -28,6 +28,7 @@ from tidepool.db.catalog import (
     parse_duration,
 )
 from tidepool.db.errors import DbError
+from tidepool.db.query import gapfill
 from tidepool.db.query.sql import (
     Cursor,
     identifiers,
@@ -737,9 +738,17 @@ def _run_on_snapshot(engine: Engine, name: str, snapshot: TableSnapshot, sql: st
 
 
 def _datafusion_query(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult:
-    return _run_datafusion(
-        engine, tenant, database, rewrite_session_functions(rewrite_functions(sql), tenant, database)
-    )
+    gap = gapfill.plan(sql)
+    if gap is not None:
+        sql = gap.sql
+    rewritten = rewrite_session_functions(rewrite_functions(sql), tenant, database)
+    result = _run_datafusion(engine, tenant, database, rewritten)
+    if gap is None:
+        return result
+    bounds_sql = f"SELECT CAST({gap.lower} AS TIMESTAMP) AS lo, CAST({gap.upper} AS TIMESTAMP) AS hi FROM b"
+    bounds = _run_on_table("b", pa.table({"x": [1]}), bounds_sql)
+    lower_ns, upper_ns = (bounds.column(c).cast(pa.timestamp("ns")).cast(pa.int64())[0].as_py() for c in ("lo", "hi"))
+    return _table_result(gapfill.fill(result.to_table(), gap, lower_ns, upper_ns))
 
 
 def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> set[tuple[str | None, str]]:
