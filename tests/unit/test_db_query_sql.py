@@ -350,3 +350,10 @@ def test_time_window_gapfill_with_interpolate_and_locf_as_in_cnosdb_docs(engine:
     assert [r["locf(AVG(m2.f1))"] for r in locf[6:12]] == [333.0, 333.0, 444.0, 444.0, 444.0, 444.0]
     assert [r["locf(AVG(m2.f1))"] for r in locf[18:24]] == [None, 111.0, 111.0, 222.0, 222.0, 222.0]
     assert error(engine, "SELECT time_window_gapfill(time, interval '10 milliseconds') AS w FROM m2 GROUP BY w").code
+
+
+def test_time_window_column_is_named_as_cnosdb_names_it(engine: Engine) -> None:
+    names = run(engine, "SELECT time_window(time, INTERVAL '3 day') FROM air").schema.names
+    assert names == ['TIME_WINDOW(air.time,IntervalMonthDayNano("55340232221128654848"))']  # CnosDB's docs
+    names = run(engine, "SELECT time_window(time, '10m') FROM air").schema.names
+    assert names == ['TIME_WINDOW(air.time,Utf8("10m"))']

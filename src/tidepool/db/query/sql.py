@@ -257,8 +257,31 @@ def _time_window(sql: str, start: int, end: int, args: list[str], slides: set[tu
         slides.add((args[0].strip(), window, slide))
         expr = f"named_struct('start', {_WINDOW_START}, 'end', {_WINDOW_START} + {_interval(window)})"
     if _is_bare_select_item(sql, start, end):
-        expr += f" AS {quote_ident('time_window(' + ','.join(a.strip() for a in args) + ')')}"
+        label = ",".join([_qualified(sql, args[0].strip()), *(_literal_label(a) for a in args[1:])])
+        expr += f" AS {quote_ident(f'TIME_WINDOW({label})')}"
     return expr
+
+
+_INTERVAL_LITERAL = re.compile(r"INTERVAL\s+'\s*(\d+)\s*([A-Za-z]+)\s*'\Z", re.IGNORECASE)
+_INTERVAL_FIELDS = {
+    "year": (12, 0, 0), "month": (1, 0, 0), "week": (0, 7, 0), "day": (0, 1, 0), "hour": (0, 0, 3600 * 10**9),
+    "minute": (0, 0, 60 * 10**9), "second": (0, 0, 10**9), "millisecond": (0, 0, 10**6),
+    "microsecond": (0, 0, 10**3), "nanosecond": (0, 0, 1),
+}  # fmt: skip
+
+
+def _literal_label(arg: str) -> str:
+    """An argument as DataFusion 27 names it in a column name: `Utf8("10m")`, `IntervalMonthDayNano("...")`."""
+    text = arg.strip()
+    if text.startswith("'") and text.endswith("'"):
+        return f'Utf8("{text[1:-1]}")'
+    match = _INTERVAL_LITERAL.match(text)
+    if match:
+        unit = match.group(2).lower().rstrip("s")
+        if unit in _INTERVAL_FIELDS:
+            months, days, nanos = (int(match.group(1)) * f for f in _INTERVAL_FIELDS[unit])
+            return f'IntervalMonthDayNano("{(months << 96) | (days << 64) | nanos}")'
+    return text
 
 
 _WINDOW_START = '"__time_window_start"'
