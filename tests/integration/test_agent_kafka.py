@@ -346,8 +346,9 @@ def test_agent_killed_mid_stream_and_restarted_loses_nothing(
     assert committed(broker.bootstrap) == n
 
 
+@pytest.mark.parametrize("strategy", ["range", "sticky"])
 def test_two_agents_share_three_partitions_and_every_message_arrives_once_per_replay(
-    tmp_path: Path, broker: BrokerProcess, sink: SinkProcess
+    tmp_path: Path, broker: BrokerProcess, sink: SinkProcess, strategy: str
 ) -> None:
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -356,9 +357,8 @@ def test_two_agents_share_three_partitions_and_every_message_arrives_once_per_re
     for future in admin.create_topics([NewTopic("oceanic", 3)]).values():
         future.result(30)
     n = 3000
-    config = tutorial_config(
-        broker.bootstrap, sink.port, extra_input='  timestamp_source = "inner"\n', agent='  flush_interval = "200ms"'
-    )
+    extra = f'  timestamp_source = "inner"\n  balance_strategy = "{strategy}"\n'
+    config = tutorial_config(broker.bootstrap, sink.port, extra_input=extra, agent='  flush_interval = "200ms"')
     first = AgentProcess(tmp_path, config, name="first").start()
     second = AgentProcess(tmp_path, config, name="second").start()
     try:
