@@ -30,6 +30,28 @@ SET, DELETE = 0, 1  # IncrementalAlterConfigs operations (APPEND and SUBTRACT ap
 EARLIEST, LATEST, MAX_TIMESTAMP = -2, -1, -3
 TOPIC_RESOURCE, BROKER_RESOURCE = 2, 4
 CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_STATIC_BROKER, CONFIG_SOURCE_DEFAULT = 1, 4, 5
+# DescribeConfigs v3+ config types, as Kafka's ConfigDef: 1 BOOLEAN, 2 STRING, 3 INT, 5 LONG, 7 LIST
+CONFIG_TYPES = {
+    "auto.create.topics.enable": 1,
+    "broker.id": 3,
+    "cleanup.policy": 7,
+    "compression.type": 2,
+    "log.retention.bytes": 5,
+    "log.retention.ms": 5,
+    "log.roll.ms": 5,
+    "log.segment.bytes": 3,
+    "max.message.bytes": 3,
+    "message.max.bytes": 3,
+    "message.timestamp.type": 2,
+    "min.insync.replicas": 3,
+    "node.id": 3,
+    "num.partitions": 3,
+    "retention.bytes": 5,
+    "retention.ms": 5,
+    "segment.bytes": 3,
+    "segment.ms": 5,
+    "socket.request.max.bytes": 3,
+}
 
 
 class CloseConnection(Exception):
@@ -364,6 +386,7 @@ class BrokerHandlers:
                 created = self.logs.create_topic(topic.name, partitions, configs, request.validate_only)
                 if created is not None:
                     result["topic_id"] = created.topic_id
+                result["configs"] = self._config_entries(self._topic_config_values(), configs, CONFIG_SOURCE_DEFAULT)
             except TopicError as exc:
                 result.update(
                     error_code=exc.error_code, error_message=exc.message, num_partitions=-1, replication_factor=-1
@@ -470,7 +493,7 @@ class BrokerHandlers:
                     "config_source": CONFIG_SOURCE_TOPIC if override else default_source,
                     "is_sensitive": False,
                     "synonyms": [],
-                    "config_type": 0,
+                    "config_type": CONFIG_TYPES.get(name, 0),
                     "documentation": None,
                 }
             )
