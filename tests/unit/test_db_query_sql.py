@@ -357,3 +357,13 @@ def test_time_window_column_is_named_as_cnosdb_names_it(engine: Engine) -> None:
     assert names == ['TIME_WINDOW(air.time,IntervalMonthDayNano("55340232221128654848"))']  # CnosDB's docs
     names = run(engine, "SELECT time_window(time, '10m') FROM air").schema.names
     assert names == ['TIME_WINDOW(air.time,Utf8("10m"))']
+
+
+def test_a_dropped_field_can_come_back_with_another_type(engine: Engine) -> None:
+    engine.flush()
+    run(engine, "ALTER TABLE air DROP pressure")
+    assert "pressure" not in run(engine, "SELECT * FROM air").schema.names
+    engine.write_lines("cnosdb", "public", f'air,station=a pressure="high" {T0}'.encode())
+    table = run(engine, "SELECT station, pressure FROM air WHERE pressure IS NOT NULL")
+    assert table.to_pylist() == [{"station": "a", "pressure": "high"}]
+    assert run(engine, "SELECT count(*) AS n FROM air").to_pylist() == [{"n": 6}]

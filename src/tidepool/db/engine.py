@@ -566,9 +566,12 @@ class Engine:
             change(db.tables[name])
             self.catalog.save()
 
-    def rewrite_table(self, tenant: str, database: str, name: str, keep: Callable[[pa.Table], pa.Table]) -> None:
+    def rewrite_table(
+        self, tenant: str, database: str, name: str, keep: Callable[[pa.Table], pa.Table], force: bool = False
+    ) -> None:
         """Apply `keep` to the rows of every file of a table (DELETE filters them, UPDATE changes them; the result
-        must be deduplicated and sorted). Flushes first; the rewritten files
+        must be deduplicated and sorted; `force` rewrites files `keep` leaves unchanged too, so that they lose
+        columns the table no longer has). Flushes first; the rewritten files
         replace the old ones in one manifest update, so a failure leaves the table as it was."""
         with self._maintenance:
             self.flush()
@@ -579,7 +582,7 @@ class Engine:
                 for data_file in snapshot.files:
                     data = self._read_files([data_file], snapshot.schema)
                     kept = keep(data)
-                    if kept.num_rows == data.num_rows and _same_rows(kept, data):
+                    if not force and kept.num_rows == data.num_rows and _same_rows(kept, data):
                         continue
                     replaced.append(data_file)
                     if kept.num_rows:

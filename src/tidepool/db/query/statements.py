@@ -455,6 +455,8 @@ def _alter_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
             table.columns.remove(existing)
 
         engine.alter_table(tenant, database, name, drop)
+        # Rewrite the files without the column, so that a later column of that name starts empty.
+        engine.rewrite_table(tenant, database, name, lambda rows: rows, force=True)
         return _result(_NO_ROWS, [])
     else:
         raise errors.not_implemented("ALTER TABLE other than ADD TAG, ADD FIELD and DROP")
