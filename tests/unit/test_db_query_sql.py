@@ -367,3 +367,13 @@ def test_a_dropped_field_can_come_back_with_another_type(engine: Engine) -> None
     table = run(engine, "SELECT station, pressure FROM air WHERE pressure IS NOT NULL")
     assert table.to_pylist() == [{"station": "a", "pressure": "high"}]
     assert run(engine, "SELECT count(*) AS n FROM air").to_pylist() == [{"n": 6}]
+
+
+def test_show_statements_order_only_by_their_own_columns(engine: Engine) -> None:
+    err = error(engine, "SHOW SERIES FROM air ORDER BY visibility")
+    assert (err.code, err.message) == (
+        "010001",
+        "Datafusion: Schema error: No field named visibility. Valid fields are key.",
+    )
+    values = run(engine, "SHOW TAG VALUES FROM air WITH KEY = station ORDER BY value DESC").column("value").to_pylist()
+    assert values == ["XiaoMaiDao", "LianYunGang"]

@@ -181,7 +181,7 @@ def _show_series(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
     cur.expect("FROM")
     table_name = cur.name()
     where = cur.text_until("ORDER", "LIMIT", "OFFSET") if cur.accept("WHERE") else ""
-    order, limit, offset = _order_limit(cur)
+    _, order, limit, offset = _order_limit(cur)
     snapshot = engine.snapshot(tenant, db_name, table_name)
     try:
         fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
@@ -232,7 +232,7 @@ def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) ->
         where = ""
         if cur.accept("WHERE"):
             where = cur.text_until("ORDER", "LIMIT", "OFFSET")
-        order, limit, offset = _order_limit(cur)
+        column, order, limit, offset = _order_limit(cur, ("key", "value"))
         pairs: list[tuple[str, str]] = []
         for key in sorted(k for k in keys if k in tags):
             sql = f"SELECT DISTINCT {quote_ident(key)} AS v FROM {quote_ident(table_name)} WHERE " \
@@ -241,8 +241,7 @@ def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) ->
             pairs.extend((key, v) for v in sorted(values))
     finally:
         engine.release(snapshot)
-    if order == "DESC":
-        pairs.reverse()
+    pairs.sort(key=(lambda p: p) if column == "key" else (lambda p: (p[1], p[0])), reverse=order == "DESC")
     pairs = pairs[offset : offset + limit if limit is not None else None]
     return _table_result(pa.table({
         "key": pa.array([k for k, _ in pairs], pa.string()), "value": pa.array([v for _, v in pairs], pa.string())
@@ -258,12 +257,17 @@ def _name_list(cur: Cursor) -> list[str]:
     return names
 
 
-def _order_limit(cur: Cursor) -> tuple[str, int | None, int]:
+def _order_limit(cur: Cursor, columns: tuple[str, ...] = ("key",)) -> tuple[str, str, int | None, int]:
+    """`[ORDER BY column [ASC|DESC]] [LIMIT n] [OFFSET m]` of SHOW statements, whose result has `columns`."""
+    column = columns[0]
     order = "ASC"
     limit: int | None = None
     offset = 0
     if cur.accept("ORDER", "BY"):
-        cur.name()
+        column = cur.name()
+        if column not in columns:
+            valid = ", ".join(columns)
+            raise errors.datafusion(f"Schema error: No field named {column}. Valid fields are {valid}.")
         if cur.accept("DESC"):
             order = "DESC"
         else:
@@ -273,7 +277,7 @@ def _order_limit(cur: Cursor) -> tuple[str, int | None, int]:
     if cur.accept("OFFSET"):
         offset = _count(cur)
     _expect_end(cur)
-    return order, limit, offset
+    return column, order, limit, offset
 
 
 def _count(cur: Cursor) -> int:
