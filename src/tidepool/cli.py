@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(0)
     except Exception as exc:  # the last line of defence: report, don't dump a traceback on the user
         logging.getLogger("tidepool").debug("unexpected failure", exc_info=True)
-        click.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (run with --log-level debug for details)", err=True
-        )
+        click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run with --log-level debug for details)", err=True)
         sys.exit(1)
     if isinstance(result, int):
         sys.exit(result)
