@@ -720,3 +720,27 @@ def test_hundreds_of_partitions_keep_their_high_watermarks_across_a_restart(tmp_
         client.close()
     finally:
         restarted.stop()
+
+
+def test_the_group_initial_rebalance_delay_flag_reaches_the_group_coordinator(tmp_path: Path) -> None:
+    pytest.importorskip("tidepool.broker.groups.api", reason="the group coordinator is not installed")
+    from confluent_kafka import Consumer
+
+    process = BrokerProcess(tmp_path / "data", free_port(), "--group-initial-rebalance-delay-ms", "2500").start()
+    try:
+        admin = Client(process.bootstrap)
+        create_topic(admin, "delayed")
+        admin.close()
+        consumer = Consumer({"bootstrap.servers": process.bootstrap, "group.id": "patient"})
+        try:
+            started = time.monotonic()
+            consumer.subscribe(["delayed"])
+            while not consumer.assignment() and time.monotonic() - started < 20:
+                consumer.poll(0.1)
+            waited = time.monotonic() - started
+            assert consumer.assignment(), "the single member was assigned its partition"
+        finally:
+            consumer.close()
+        assert waited >= 2.4, f"assigned after {waited:.2f} s: the 2500 ms initial delay was not applied"
+    finally:
+        process.stop()

@@ -89,6 +89,13 @@ def _host_port(value: str) -> tuple[str, int]:
 )
 @click.option("--fsync-interval-ms", type=click.IntRange(10), default=1000, show_default=True)
 @click.option("--retention-check-interval-ms", type=click.IntRange(100), default=300_000, show_default=True)
+@click.option(
+    "--group-initial-rebalance-delay-ms",
+    type=click.IntRange(0),
+    default=None,
+    help="How long a new consumer group waits for more members before its first rebalance "
+    "(group.initial.rebalance.delay.ms) [default: the group coordinator's].",
+)
 def broker(
     listen: str,
     advertised_host: str | None,
@@ -105,6 +112,7 @@ def broker(
     fsync: str,
     fsync_interval_ms: int,
     retention_check_interval_ms: int,
+    group_initial_rebalance_delay_ms: int | None,
 ) -> None:
     """Run the Kafka-compatible broker (speaks the Kafka wire protocol; stores a durable segmented log)."""
     from tidepool.broker.config import BrokerConfig
@@ -130,6 +138,7 @@ def broker(
         fsync=fsync,
         fsync_interval_ms=fsync_interval_ms,
         retention_check_interval_ms=retention_check_interval_ms,
+        group_initial_rebalance_delay_ms=group_initial_rebalance_delay_ms,
     )
     _raise_open_file_limit()
     try:

@@ -29,6 +29,8 @@ class BrokerConfig:
     max_request_bytes: int = 104_857_600  # socket.request.max.bytes
     fetch_max_bytes: int = 57_671_680  # fetch.max.bytes
     connections_max_idle_ms: int = 600_000  # connections.max.idle.ms
+    # handed to the group coordinator through BrokerContext; None leaves its own default (or environment)
+    group_initial_rebalance_delay_ms: int | None = None
 
     @property
     def public_host(self) -> str:

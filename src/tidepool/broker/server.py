@@ -49,6 +49,8 @@ class BrokerContext:
     advertised_host: str
     advertised_port: int
     logs: LogManager
+    # group.initial.rebalance.delay.ms for the coordinator (None: its default); read by attribute name
+    initial_rebalance_delay_ms: int | None = None
 
     def topics(self) -> list[str]:
         return sorted(self.logs.topics)
@@ -90,7 +92,14 @@ class BrokerServer:
         self.cluster_id = cluster_id(config.data_dir)
         self.handlers = BrokerHandlers(config, self.logs, self.cluster_id)
         self.table: HandlerTable = self.handlers.table()
-        self.context = BrokerContext(config.data_dir, config.node_id, config.public_host, config.public_port, self.logs)
+        self.context = BrokerContext(
+            config.data_dir,
+            config.node_id,
+            config.public_host,
+            config.public_port,
+            self.logs,
+            config.group_initial_rebalance_delay_ms,
+        )
         self._groups_shutdown: Callable[[], Awaitable[Any]] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
