@@ -10,8 +10,10 @@ Handler-table contract (shared with `tidepool.broker.groups`):
   which only Produce with acks=0 uses). A handler may raise `tidepool.broker.handlers.CloseConnection` to close
   the client's connection instead of answering; any other exception is logged and closes it too.
 - At startup the server does ``from tidepool.broker.groups.api import register`` (an ImportError means no group
-  coordinator) and calls ``register(table, context)``; `context` is a `BrokerContext`. If `register` returns an
-  async callable, the server awaits it on shutdown.
+  coordinator) and calls ``register(table, context)``; `context` is a `BrokerContext`: `data_dir`, `node_id`,
+  `advertised_host`, `advertised_port`, `topics()`, `topic_partitions(topic)`, `high_watermark(topic, partition)`,
+  `log_start_offset(topic, partition)`, and `initial_rebalance_delay_ms` (None unless `tidepool broker` was given
+  `--group-initial-rebalance-delay-ms`). If `register` returns an async callable, the server awaits it on shutdown.
 """
 
 from __future__ import annotations
