@@ -211,3 +211,10 @@ def test_unsupported_sasl_mechanism_is_refused_at_start() -> None:
     text = TUTORIAL.replace('data_format = "json"', 'data_format = "json"\n  sasl_mechanism = "AWS-MSK-IAM"')
     with pytest.raises(ConfigError, match="unsupported sasl_mechanism 'AWS-MSK-IAM'"):
         build(_config(text))
+
+
+def test_default_config_comes_from_telegraf_config_path(tmp_path: Path) -> None:
+    path = tmp_path / "telegraf.conf"
+    path.write_text(TUTORIAL)
+    config = load([], environ={"TELEGRAF_CONFIG_PATH": str(path)})
+    assert config.files == [str(path)]

@@ -20,6 +20,8 @@ from typing import Any
 
 from tidepool.agent.options import ConfigError, PluginOptions
 
+ETC_CONFIG = Path("/etc/telegraf/telegraf.conf")
+ETC_DIRECTORY = Path("/etc/telegraf/telegraf.d")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -234,6 +236,8 @@ def load(
                 "/root/.telegraf/telegraf.conf, or /etc/telegraf/telegraf.conf".replace("/root", str(Path.home()))
             )
         paths.append(default)
+        if default == ETC_CONFIG and ETC_DIRECTORY.is_dir():  # as Telegraf: the packaged file and its telegraf.d
+            paths.extend(sorted(p for p in ETC_DIRECTORY.rglob("*.conf") if p.is_file()))
     for path in paths:
         text = _fetch(path) if isinstance(path, str) else _read(path)
         load_text(config, text, str(path), environ)
@@ -273,7 +277,7 @@ def _default_config_path(environ: dict[str, str] | None) -> Path | None:
     candidates = [
         env.get("TELEGRAF_CONFIG_PATH", ""),
         str(Path.home() / ".telegraf" / "telegraf.conf"),
-        "/etc/telegraf/telegraf.conf",
+        str(ETC_CONFIG),
     ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
