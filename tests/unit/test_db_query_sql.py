@@ -208,8 +208,16 @@ def test_show_series_and_tag_values(engine: Engine) -> None:
         {"key": "station", "value": "XiaoMaiDao"},
         {"key": "station", "value": "a"},
     ]
-    values = run(engine, "SHOW TAG VALUES FROM air WITH KEY = station WHERE visibility > 60").to_pylist()
-    assert values == [{"key": "station", "value": "LianYunGang"}]
+    values = run(engine, "SHOW TAG VALUES FROM air WITH KEY IN (station) WHERE region = ''").to_pylist()
+    assert values == [{"key": "station", "value": "a"}]
+    assert error(engine, "SHOW TAG VALUES FROM air WITH KEY = station WHERE visibility > 60").code == "010046"
+    ordered = run(engine, "SHOW TAG VALUES FROM air WITH KEY IN (station, region) ORDER BY key DESC, value ASC")
+    assert [(r["key"], r["value"]) for r in ordered.to_pylist()] == [
+        ("station", "LianYunGang"),
+        ("station", "XiaoMaiDao"),
+        ("station", "a"),
+        ("region", ""),
+    ]
 
 
 def test_errors_have_cnosdb_codes(engine: Engine) -> None:

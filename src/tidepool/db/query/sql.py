@@ -77,10 +77,16 @@ def split_statements(sql: str) -> list[str]:
 class Cursor:
     """Reads a token list left to right; every `expect_*` raises CnosDB's parser error on a mismatch."""
 
-    def __init__(self, sql: str, tokens: list[Token]) -> None:
+    def __init__(self, sql: str, tokens: list[Token], end: str = "EOF") -> None:
         self.sql = sql
         self.tokens = tokens
         self.pos = 0
+        self.end = end  # how the end is shown in errors: `;` if the statement had one, as CnosDB shows it
+
+    def found(self) -> str:
+        """The next token's text, for an error message."""
+        token = self.peek()
+        return token.text if token else self.end
 
     def peek(self, ahead: int = 0) -> Token | None:
         index = self.pos + ahead
@@ -92,7 +98,7 @@ class Cursor:
     def next(self) -> Token:
         token = self.peek()
         if token is None:
-            raise errors.sql_parser("Expected more tokens, found: EOF")
+            raise errors.sql_parser(f"Expected more tokens, found: {self.end}")
         self.pos += 1
         return token
 
@@ -107,8 +113,7 @@ class Cursor:
 
     def expect(self, *words: str) -> None:
         if not self.accept(*words):
-            found = self.peek()
-            raise errors.sql_parser(f"Expected {' '.join(words)}, found: {found.text if found else 'EOF'}")
+            raise errors.sql_parser(f"Expected {' '.join(words)}, found: {self.found()}")
 
     def name(self) -> str:
         token = self.next()

@@ -8,8 +8,9 @@ DDL returns no columns and no rows.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
@@ -65,7 +66,7 @@ def execute(engine: Engine, tenant: str, database: str, sql: str) -> QueryResult
         return _result(_NO_ROWS, [])
     statement = statements[0]
     tokens = tokenize(statement)
-    cur = Cursor(statement, tokens)
+    cur = Cursor(statement, tokens, ";" if tokenize(sql)[-1].text == ";" else "EOF")
     first = tokens[0].upper
     second = tokens[1].upper if len(tokens) > 1 else ""
     if first in _QUERY_STARTS:
@@ -130,10 +131,7 @@ def _show(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResul
         return _show_series(engine, tenant, database, cur)
     if cur.accept("TAG", "VALUES"):
         return _show_tag_values(engine, tenant, database, cur)
-    found = cur.peek()
-    raise errors.sql_parser(
-        f"Expected DATABASES, TABLES, SERIES or TAG VALUES after SHOW, found: {found.text if found else 'EOF'}"
-    )
+    raise errors.sql_parser(f"Expected DATABASES, TABLES, SERIES or TAG VALUES after SHOW, found: {cur.found()}")
 
 
 def _describe(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
@@ -181,7 +179,7 @@ def _show_series(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
     cur.expect("FROM")
     table_name = cur.name()
     where = cur.text_until("ORDER", "LIMIT", "OFFSET") if cur.accept("WHERE") else ""
-    _, order, limit, offset = _order_limit(cur)
+    order, limit, offset = _order_limit(cur)
     snapshot = engine.snapshot(tenant, db_name, table_name)
     try:
         fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
@@ -202,7 +200,7 @@ def _show_series(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
     for row in rows:
         parts = [table_name] + [f"{t}={row[t]}" for t in sorted(tags) if row.get(t) is not None]
         keys.append(",".join(parts))
-    keys.sort(reverse=order == "DESC")
+    keys = [row[0] for row in _sorted_rows([(k,) for k in keys], order)]
     keys = keys[offset : offset + limit if limit is not None else None]
     return _table_result(pa.table({"key": pa.array(keys, pa.string())}))
 
@@ -227,12 +225,14 @@ def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) ->
             excluded_set = set(_name_list(cur))
             keys = [t for t in tags if t not in excluded_set]
         else:
-            found = cur.peek()
-            raise errors.sql_parser(f"Expected =, !=, IN or NOT IN, found: {found.text if found else 'EOF'}")
+            raise errors.sql_parser(f"Expected =, !=, IN or NOT IN, found: {cur.found()}")
         where = ""
         if cur.accept("WHERE"):
             where = cur.text_until("ORDER", "LIMIT", "OFFSET")
-        column, order, limit, offset = _order_limit(cur, ("key", "value"))
+        order, limit, offset = _order_limit(cur, ("key", "value"))
+        fields = {f.name for f in snapshot.schema} - set(tags) - {"time"}
+        for name in identifiers(where) & fields:
+            raise errors.show_series_where_field(name)  # CnosDB says SHOW SERIES here too
         pairs: list[tuple[str, str]] = []
         for key in sorted(k for k in keys if k in tags):
             sql = f"SELECT DISTINCT {quote_ident(key)} AS v FROM {quote_ident(table_name)} WHERE " \
@@ -241,7 +241,7 @@ def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) ->
             pairs.extend((key, v) for v in sorted(values))
     finally:
         engine.release(snapshot)
-    pairs.sort(key=(lambda p: p) if column == "key" else (lambda p: (p[1], p[0])), reverse=order == "DESC")
+    pairs = [(k, v) for k, v in _sorted_rows(pairs, order)]
     pairs = pairs[offset : offset + limit if limit is not None else None]
     return _table_result(pa.table({
         "key": pa.array([k for k, _ in pairs], pa.string()), "value": pa.array([v for _, v in pairs], pa.string())
@@ -257,27 +257,38 @@ def _name_list(cur: Cursor) -> list[str]:
     return names
 
 
-def _order_limit(cur: Cursor, columns: tuple[str, ...] = ("key",)) -> tuple[str, str, int | None, int]:
-    """`[ORDER BY column [ASC|DESC]] [LIMIT n] [OFFSET m]` of SHOW statements, whose result has `columns`."""
-    column = columns[0]
-    order = "ASC"
+def _order_limit(cur: Cursor, columns: tuple[str, ...] = ("key",)) -> tuple[list[tuple[int, bool]], int | None, int]:
+    """`[ORDER BY column [ASC|DESC], ...] [LIMIT n] [OFFSET m]` of a SHOW statement whose result has `columns`:
+    ([(column index, descending)], limit, offset)."""
+    order: list[tuple[int, bool]] = []
     limit: int | None = None
     offset = 0
     if cur.accept("ORDER", "BY"):
-        column = cur.name()
-        if column not in columns:
-            valid = ", ".join(columns)
-            raise errors.datafusion(f"Schema error: No field named {column}. Valid fields are {valid}.")
-        if cur.accept("DESC"):
-            order = "DESC"
-        else:
-            cur.accept("ASC")
+        while True:
+            column = cur.name()
+            if column not in columns:
+                valid = ", ".join(columns)
+                raise errors.datafusion(f"Schema error: No field named {column}. Valid fields are {valid}.")
+            descending = cur.accept("DESC")
+            if not descending:
+                cur.accept("ASC")
+            order.append((columns.index(column), descending))
+            if not cur.accept(","):
+                break
     if cur.accept("LIMIT"):
         limit = _count(cur)
     if cur.accept("OFFSET"):
         offset = _count(cur)
     _expect_end(cur)
-    return column, order, limit, offset
+    return order, limit, offset
+
+
+def _sorted_rows(rows: Sequence[tuple[str, ...]], order: list[tuple[int, bool]]) -> list[tuple[str, ...]]:
+    """`rows` sorted by all columns ascending, then by `order` (a stable sort per key, last key first)."""
+    result = sorted(rows)
+    for index, descending in reversed(order):
+        result.sort(key=operator.itemgetter(index), reverse=descending)
+    return result
 
 
 def _count(cur: Cursor) -> int:
