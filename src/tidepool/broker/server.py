@@ -171,8 +171,8 @@ class BrokerServer:
                 if since_retention * 1000 >= self.config.retention_check_interval_ms:
                     since_retention = 0.0
                     self.logs.apply_retention()
-            except OSError as exc:  # e.g. a topic deleted while its files were being synced; try again next round
-                log.warning("log maintenance failed: %s", exc)
+            except Exception as exc:  # e.g. a topic deleted while its files were being synced; try next round
+                log.warning("log maintenance failed: %s: %s", type(exc).__name__, exc)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -8,6 +8,7 @@ doubt, so they are a cache, never the truth. A sealed index (of a closed segment
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import struct
 from array import array
@@ -36,13 +37,18 @@ class _IndexFile:
             pass
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        file = self._file
+        if file is not None:
+            with contextlib.suppress(ValueError):  # sealed meanwhile by the event loop; closing flushed it
+                file.flush()
 
     def sync(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+        """fsync from a worker thread; the event loop may seal (sync and close) the file meanwhile."""
+        file = self._file
+        if file is not None:
+            with contextlib.suppress(ValueError):
+                file.flush()
+                os.fsync(file.fileno())
 
     def close(self) -> None:
         if self._file is not None:
