@@ -176,7 +176,11 @@ class PartitionLog:
         """fsync the active segment and its indexes, if anything was appended since the last sync."""
         if self._unsynced:
             self._unsynced = False
-            self.active.sync()
+            try:
+                self.active.sync()
+            except OSError:
+                self._unsynced = True  # try again next time
+                raise
 
     def flush_indexes(self) -> None:
         self.active.flush()
