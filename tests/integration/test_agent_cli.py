@@ -64,7 +64,7 @@ def test_test_mode_prints_sorted_lines_and_commits_nothing(tmp_path: Path, broke
     config = tmp_path / "a.conf"
     config.write_text(FILE_CONFIG)
     env = {"BROKER": broker.bootstrap, "TOPIC": "cli-test", "OUT": str(tmp_path / "never.lp"), "GROUP": "t1"}
-    result = _agent(["--config", str(config), "--test", "--test-wait", "4"], env)
+    result = _agent(["--config", str(config), "--test", "--test-wait", "6"], env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 3
@@ -81,7 +81,7 @@ def test_once_flushes_commits_and_exits(tmp_path: Path, broker: BrokerProcess) -
     config.write_text(FILE_CONFIG)
     out = tmp_path / "out.lp"
     env = {"BROKER": broker.bootstrap, "TOPIC": "cli-once", "OUT": str(out), "GROUP": "t2"}
-    result = _agent(["--config", str(config), "--once", "--test-wait", "4"], env)
+    result = _agent(["--config", str(config), "--once", "--test-wait", "6"], env)
     assert result.returncode == 0, result.stderr
     assert len(_lines(out)) == 50
     assert committed(broker.bootstrap, group="t2", topic="cli-once") == 50
@@ -93,7 +93,7 @@ def test_output_filter_runs_only_the_named_outputs(tmp_path: Path, broker: Broke
     config.write_text(FILE_CONFIG + '[[outputs.http]]\n  url = "http://127.0.0.1:9/nowhere"\n')
     out = tmp_path / "out.lp"
     env = {"BROKER": broker.bootstrap, "TOPIC": "cli-filter", "OUT": str(out), "GROUP": "t3"}
-    result = _agent(["--config", str(config), "--once", "--test-wait", "4", "--output-filter", "file"], env)
+    result = _agent(["--config", str(config), "--once", "--test-wait", "6", "--output-filter", "file"], env)
     assert result.returncode == 0, result.stderr
     assert len(_lines(out)) == 5
 
