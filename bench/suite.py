@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from bench.common import TSBS_FIELDS, TSBS_INTERVAL_NS, TSBS_START_NS, tsbs_cpu_lines
@@ -247,13 +247,24 @@ def post_batches(url: str, headers: dict[str, str], batches: list[bytes], connec
     return errors
 
 
+class Answer(NamedTuple):
+    """What a query returned: its rows (series × points for VictoriaMetrics) and the sum of its usage_user values
+    (for count(*): the count), so that the systems' answers can be compared, not only timed."""
+
+    rows: int
+    total: float
+
+
+Query = Callable[[], Answer]
+
+
 @dataclass
 class DbSystem:
     """One database under test: how to start it, write to it, and ask it the four questions."""
 
     name: str
     start: Callable[[Path | None], Any]
-    queries: Callable[[Any, TsbsWindow], dict[str, Callable[[], int]]]
+    queries: Callable[[Any, TsbsWindow], dict[str, Query]]
     count_query: str  # the query name whose answer is the number of rows stored
     headers: Callable[[Any], dict[str, str]] = lambda _server: {}
     full: bool = True  # False: a variant measured on 1-connection ingest only (no size, no queries)
@@ -266,94 +277,119 @@ def _iso(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def tidepool_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
-    """SQL in tidepool's (CnosDB's DataFusion) dialect; each returns the number of result rows (count: the count)."""
+def tidepool_queries(server: Any, w: TsbsWindow) -> dict[str, Query]:
+    """SQL in tidepool's (CnosDB's DataFusion) dialect."""
 
-    def rows(sql: str) -> Callable[[], int]:
-        return lambda: len(json.loads(server.query(sql)))
-
-    def count() -> int:
-        (row,) = json.loads(server.query("SELECT count(*) AS n FROM cpu"))
-        return int(row["n"])
-
-    day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
-    return {
-        QUERY_NAMES[0]: rows(
-            "SELECT hostname, max(time) AS time, "
-            + ", ".join(f"last(time, {f}) AS {f}" for f in TSBS_FIELDS)
-            + " FROM cpu GROUP BY hostname"
-        ),
-        QUERY_NAMES[1]: rows(
-            "SELECT date_bin(INTERVAL '1 hour', time) AS hour, avg(usage_user) AS mean FROM cpu "
-            f"WHERE hostname = 'host_0' AND time >= '{day[0]}' AND time < '{day[1]}' GROUP BY hour ORDER BY hour"
-        ),
-        QUERY_NAMES[2]: rows(
-            "SELECT hostname, max(usage_user) AS max FROM cpu "
-            f"WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname ORDER BY hostname"
-        ),
-        QUERY_NAMES[3]: count,
-    }
-
-
-def influx_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
-    """InfluxQL; rows counted over all returned series."""
-
-    def rows(q: str) -> Callable[[], int]:
-        def run() -> int:
-            result = json.loads(server.query(q))["results"][0]
-            return sum(len(s["values"]) for s in result.get("series", []))
+    def summed(sql: str, column: str) -> Query:
+        def run() -> Answer:
+            rows = json.loads(server.query(sql))
+            return Answer(len(rows), sum(float(r[column]) for r in rows))
 
         return run
 
-    def count() -> int:
-        result = json.loads(server.query("SELECT count(usage_user) FROM cpu"))["results"][0]
-        return int(result["series"][0]["values"][0][1])
+    def count() -> Answer:
+        (row,) = json.loads(server.query("SELECT count(*) AS n FROM cpu"))
+        return Answer(1, float(row["n"]))
 
     day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
     return {
-        QUERY_NAMES[0]: rows('SELECT * FROM cpu GROUP BY "hostname" ORDER BY time DESC LIMIT 1'),
-        QUERY_NAMES[1]: rows(
-            f"SELECT mean(usage_user) FROM cpu WHERE hostname = 'host_0' AND time >= '{day[0]}' "
-            f"AND time < '{day[1]}' GROUP BY time(1h) fill(none)"
+        QUERY_NAMES[0]: summed(
+            "SELECT hostname, max(time) AS time, "
+            + ", ".join(f"last(time, {f}) AS {f}" for f in TSBS_FIELDS)
+            + " FROM cpu GROUP BY hostname",
+            "usage_user",
         ),
-        QUERY_NAMES[2]: rows(
-            f"SELECT max(usage_user) FROM cpu WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname"
+        QUERY_NAMES[1]: summed(
+            "SELECT date_bin(INTERVAL '1 hour', time) AS hour, avg(usage_user) AS mean FROM cpu "
+            f"WHERE hostname = 'host_0' AND time >= '{day[0]}' AND time < '{day[1]}' GROUP BY hour ORDER BY hour",
+            "mean",
+        ),
+        QUERY_NAMES[2]: summed(
+            "SELECT hostname, max(usage_user) AS max FROM cpu "
+            f"WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname ORDER BY hostname",
+            "max",
         ),
         QUERY_NAMES[3]: count,
     }
 
 
-def victoria_queries(server: Any, w: TsbsWindow) -> dict[str, Callable[[], int]]:
+def influx_queries(server: Any, w: TsbsWindow) -> dict[str, Query]:
+    """InfluxQL; rows counted over all returned series."""
+
+    def summed(q: str, column: str) -> Query:
+        def run() -> Answer:
+            series = json.loads(server.query(q))["results"][0].get("series", [])
+            rows = [(s["columns"].index(column), v) for s in series for v in s["values"]]
+            return Answer(len(rows), sum(float(v[i]) for i, v in rows))
+
+        return run
+
+    def count() -> Answer:
+        result = json.loads(server.query("SELECT count(usage_user) FROM cpu"))["results"][0]
+        return Answer(1, float(result["series"][0]["values"][0][1]))
+
+    day, eight = (_iso(w.start), _iso(w.upto(24))), (_iso(w.start), _iso(w.upto(8)))
+    return {
+        QUERY_NAMES[0]: summed('SELECT * FROM cpu GROUP BY "hostname" ORDER BY time DESC LIMIT 1', "usage_user"),
+        QUERY_NAMES[1]: summed(
+            f"SELECT mean(usage_user) FROM cpu WHERE hostname = 'host_0' AND time >= '{day[0]}' "
+            f"AND time < '{day[1]}' GROUP BY time(1h) fill(none)",
+            "mean",
+        ),
+        QUERY_NAMES[2]: summed(
+            f"SELECT max(usage_user) FROM cpu WHERE time >= '{eight[0]}' AND time < '{eight[1]}' GROUP BY hostname",
+            "max",
+        ),
+        QUERY_NAMES[3]: count,
+    }
+
+
+def victoria_queries(server: Any, w: TsbsWindow) -> dict[str, Query]:
     """MetricsQL. A window `[d]` at time t covers (t−d, t]; evaluating at `end − 1 s` makes it the same samples as
     SQL's [start, end) because samples sit on whole 10 s steps. Rows: series × points (one field per series)."""
     seconds = 10**9
     last_s = (w.end - TSBS_INTERVAL_NS) // seconds
     span_s = (w.end - w.start) // seconds
 
-    def rows(q: str, **params: str) -> Callable[[], int]:
-        def run() -> int:
-            data = json.loads(server.query(q, **params))["data"]
-            return sum(len(r["values"]) if "values" in r else 1 for r in data["result"])
+    def summed(q: str, **params: str) -> Query:
+        def run() -> Answer:
+            result = json.loads(server.query(q, **params))["data"]["result"]
+            rows = sum(len(r["values"]) if "values" in r else 1 for r in result)
+            user = [r for r in result if r["metric"].get("__name__", "cpu_usage_user") == "cpu_usage_user"]
+            points = [p for r in user for p in (r["values"] if "values" in r else [r["value"]])]
+            return Answer(rows, sum(float(v) for _, v in points))
 
         return run
 
-    def count() -> int:
+    def count() -> Answer:
         data = json.loads(server.query(f"sum(count_over_time(cpu_usage_user[{span_s}s]))", time=str(last_s)))
-        return int(float(data["data"]["result"][0]["value"][1]))
+        return Answer(1, float(data["data"]["result"][0]["value"][1]))
 
     day_end_s, eight_end_s = w.upto(24) // seconds, w.upto(8) // seconds
     eight_s = eight_end_s - w.start // seconds
     return {
-        QUERY_NAMES[0]: rows(f'last_over_time({{__name__=~"cpu_.*"}}[{span_s}s])', time=str(last_s)),
-        QUERY_NAMES[1]: rows(
+        QUERY_NAMES[0]: summed(f'last_over_time({{__name__=~"cpu_.*"}}[{span_s}s])', time=str(last_s)),
+        QUERY_NAMES[1]: summed(
             'avg_over_time(cpu_usage_user{hostname="host_0"}[1h])',
             start=str(w.start // seconds + 3600 - 1),
             end=str(day_end_s - 1),
             step="3600",
         ),
-        QUERY_NAMES[2]: rows(f"max_over_time(cpu_usage_user[{eight_s}s])", time=str(eight_end_s - 1)),
+        QUERY_NAMES[2]: summed(f"max_over_time(cpu_usage_user[{eight_s}s])", time=str(eight_end_s - 1)),
         QUERY_NAMES[3]: count,
     }
+
+
+def compare_answers(answers: dict[str, dict[str, Answer]]) -> list[str]:
+    """One line per query whose usage_user sums differ between systems (relative 1e-6), naming each system's sum."""
+    out = []
+    for query in QUERY_NAMES:
+        given = {system: a[query] for system, a in answers.items() if query in a}
+        totals = [a.total for a in given.values()]
+        if len(totals) > 1 and max(totals) - min(totals) > 1e-6 * max(abs(t) for t in totals):
+            sums = ", ".join(f"{system} {a.total:,.4f}" for system, a in given.items())
+            out.append(f"answers to {query!r} differ: {sums}")
+    return out
 
 
 def db_systems() -> list[DbSystem]:
@@ -411,21 +447,33 @@ def part_db(opts: Options) -> PartResult:
         ("ingest, 1 connection", "VictoriaMetrics", "moonshot: ingest ≥ 1.0× VictoriaMetrics", 1.0),
         ("on-disk size after flush", "VictoriaMetrics", "on-disk size ≤ VictoriaMetrics", 1.0),
     ]
+    answers: dict[str, dict[str, Answer]] = {}
     for system in db_systems():
         if not opts.wants(system.name):
             continue
         try:
-            run_db_system(system, batches, window, opts, rec)
+            answers[system.name] = run_db_system(system, batches, window, opts, rec)
         except Exception as exc:  # one system failing must not stop the others
             rec.fail(system.name, exc)
+    differences = compare_answers({name: a for name, a in answers.items() if a})
+    rec.failures += differences
+    if len([a for a in answers.values() if a]) > 1 and not differences:
+        rec.notes.append(
+            "The answers agree: for each query the sum of usage_user over the whole answer is the same on every "
+            "system (to a relative 1e-6), as is count(*)."
+        )
     for query in QUERY_NAMES:
         rec.targets.append((f"query: {query}", FASTEST, f"query {query}: no slower than the faster peer", 1.0))
     return rec.result()
 
 
-def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, opts: Options, rec: Recorder) -> None:
+def run_db_system(
+    system: DbSystem, batches: list[bytes], window: TsbsWindow, opts: Options, rec: Recorder
+) -> dict[str, Answer]:
+    """Ingest runs (fresh server each), on-disk size and queries of one system; returns its query answers."""
     print(f"db: {system.name}", flush=True)
     sizes: list[float] = []
+    answers: dict[str, Answer] = {}
     for connections in opts.connections if system.full else opts.connections[:1]:
         values, rss, client, server_cpu = [], [], [], []
         for run in range(opts.runs):
@@ -446,7 +494,7 @@ def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, op
                     server.flush()
                     sizes.append(server.data_size_bytes() / 2**20)
                     if run == 0:
-                        run_queries(system, server, window, opts, rec)
+                        answers = run_queries(system, server, window, opts, rec)
                 rss.append(server.peak_rss_mb)
             finally:
                 server.cleanup()
@@ -468,6 +516,7 @@ def run_db_system(system: DbSystem, batches: list[bytes], window: TsbsWindow, op
                         run_query()
         finally:
             server.cleanup()
+    return answers
 
 
 def check_stored(system: DbSystem, server: Any, window: TsbsWindow) -> None:
@@ -475,14 +524,15 @@ def check_stored(system: DbSystem, server: Any, window: TsbsWindow) -> None:
     make_searchable = getattr(server, "make_searchable", None)
     if make_searchable is not None:
         make_searchable()
-    stored = system.queries(server, window)[system.count_query]()
+    stored = system.queries(server, window)[system.count_query]().total
     if stored != window.lines:
-        raise RuntimeError(f"{system.name} stored {stored:,} of {window.lines:,} lines")
+        raise RuntimeError(f"{system.name} stored {stored:,.0f} of {window.lines:,} lines")
 
 
-def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options, rec: Recorder) -> None:
-    queries = system.queries(server, window)
-    for name, run_query in queries.items():
+def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options, rec: Recorder) -> dict[str, Answer]:
+    """Time each query warm; returns the answers, to be compared between systems."""
+    answers = {}
+    for name, run_query in system.queries(server, window).items():
         try:
             answer = run_query()  # warm-up, and the answer to compare
             timings = []
@@ -492,9 +542,10 @@ def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options
                 run_query()
                 timings.append((time.perf_counter() - start) * 1000)
             _, client_pct, server_pct = usage.finish()
-            if name == system.count_query and answer != window.lines:
-                rec.failures.append(f"{system.name}: count(*) answered {answer:,}, expected {window.lines:,}")
-            note = f"{answer:,} rows" if name != system.count_query else f"= {answer:,}"
+            answers[name] = answer
+            if name == system.count_query and answer.total != window.lines:
+                rec.failures.append(f"{system.name}: count(*) answered {answer.total:,.0f}, expected {window.lines:,}")
+            note = f"{answer.rows:,} rows" if name != system.count_query else f"= {answer.total:,.0f}"
             rec.add(
                 Measurement(
                     f"query: {name}",
@@ -510,6 +561,7 @@ def run_queries(system: DbSystem, server: Any, window: TsbsWindow, opts: Options
             )
         except Exception as exc:
             rec.fail(f"{system.name} query {name!r}", exc)
+    return answers
 
 
 # ------------------------------------------------------------------------------------------------------ broker part

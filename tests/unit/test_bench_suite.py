@@ -9,7 +9,17 @@ from typing import ClassVar
 
 import pytest
 from bench.common import TSBS_START_NS
-from bench.suite import DbSystem, TsbsWindow, check_stored, freshness_ms, percentile, post_batches, tsbs_batches
+from bench.suite import (
+    Answer,
+    DbSystem,
+    TsbsWindow,
+    check_stored,
+    compare_answers,
+    freshness_ms,
+    percentile,
+    post_batches,
+    tsbs_batches,
+)
 
 
 def test_tsbs_batches_hold_every_line_in_batches_of_the_given_size() -> None:
@@ -102,7 +112,9 @@ class _FakeDb:
 
 
 def _counting_system() -> DbSystem:
-    return DbSystem("fake db", lambda _dir: None, lambda server, _w: {"count(*)": lambda: server.stored}, "count(*)")
+    return DbSystem(
+        "fake db", lambda _dir: None, lambda server, _w: {"count(*)": lambda: Answer(1, server.stored)}, "count(*)"
+    )
 
 
 def test_an_ingest_run_that_lost_lines_is_rejected() -> None:
@@ -112,3 +124,14 @@ def test_an_ingest_run_that_lost_lines_is_rejected() -> None:
     assert complete.searchable_calls == 1
     with pytest.raises(RuntimeError, match="fake db stored 99 of 100 lines"):
         check_stored(_counting_system(), _FakeDb(stored=99), window)
+
+
+def test_answers_that_differ_between_systems_are_named() -> None:
+    agree = {
+        "tidepool db": {"count(*)": Answer(1, 100.0), "max per host over 8 h": Answer(100, 5000.0)},
+        "InfluxDB": {"count(*)": Answer(1, 100.0), "max per host over 8 h": Answer(100, 5000.0000001)},
+    }
+    assert compare_answers(agree) == []
+    differ = {**agree, "VictoriaMetrics": {"count(*)": Answer(1, 99.0)}}
+    (line,) = compare_answers(differ)
+    assert line.startswith("answers to 'count(*)' differ: tidepool db 100.0000, InfluxDB 100.0000, VictoriaMetrics")
