@@ -604,7 +604,7 @@ class Engine:
             db = self.catalog.database(tenant, database)
             table = db.tables.get(table_name)
             if table is None:
-                raise errors.table_not_found(tenant, database, table_name)
+                raise errors.table_not_found_in_plan(tenant, database, table_name)
             key = (tenant, database, table_name)
             buffers = [b for m in [*self._frozen, self.memtable] if (b := m.snapshot(key)) is not None]
             self._active_readers += 1

@@ -55,6 +55,11 @@ def table_not_found(tenant: str, database: str, table: str) -> DbError:
     return DbError("030019", f"Table not found: {_quoted(f'{tenant}.{database}.{table}')}")
 
 
+def table_not_found_in_plan(tenant: str, database: str, table: str) -> DbError:
+    """A statement that reads or writes rows names an unknown table (CnosDB's planner answers this, not meta)."""
+    return datafusion(f"Error during planning: Table not found, tenant: {tenant} db: {database}, table: {table}")
+
+
 def table_already_exists(table: str) -> DbError:
     return DbError("030020", f"Table {table} already exists.")
 

@@ -32,6 +32,7 @@ from tidepool.db.errors import DbError
 from tidepool.db.query import gapfill
 from tidepool.db.query.sql import (
     Cursor,
+    Token,
     identifiers,
     quote_ident,
     rewrite_functions,
@@ -183,6 +184,7 @@ def _show_series(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
     snapshot = engine.snapshot(tenant, db_name, table_name)
     try:
         fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
+        where = quote_numbers_compared_to(where, {f.name for f in snapshot.schema if pa.types.is_string(f.type)})
         for name in identifiers(where) & fields:
             raise errors.show_series_where_field(name)
         tags = snapshot.tags
@@ -231,6 +233,7 @@ def _show_tag_values(engine: Engine, tenant: str, database: str, cur: Cursor) ->
             where = cur.text_until("ORDER", "LIMIT", "OFFSET")
         order, limit, offset = _order_limit(cur, ("key", "value"))
         fields = {f.name for f in snapshot.schema} - set(tags) - {"time"}
+        where = quote_numbers_compared_to(where, {f.name for f in snapshot.schema if pa.types.is_string(f.type)})
         for name in identifiers(where) & fields:
             raise errors.show_series_where_field(name)  # CnosDB says SHOW SERIES here too
         pairs: list[tuple[str, str]] = []
@@ -497,7 +500,7 @@ def _insert(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
         db = engine.catalog.database(tenant, database)
         table = db.tables.get(name)
         if table is None:
-            raise errors.table_not_found(tenant, database, name)
+            raise errors.table_not_found_in_plan(tenant, database, name)
         unit = db.options.time_unit
         columns_by_name = {c.name: c for c in table.columns}
     if cur.accept("("):
@@ -631,6 +634,9 @@ def _cast_insert_column(values: pa.Array, column: Column, unit: str) -> pa.Array
 def _delete(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
     cur.expect("DELETE", "FROM")
     name = cur.name()
+    alias = name
+    if not cur.at_end() and cur.peek().upper != "WHERE":  # type: ignore[union-attr]
+        alias = cur.name()  # `DELETE FROM t x WHERE ...`: CnosDB accepts (and ignores) an alias
     where = ""
     if cur.accept("WHERE"):
         where = cur.rest()
@@ -639,16 +645,18 @@ def _delete(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
     snapshot = engine.snapshot(tenant, database, name)
     engine.release(snapshot)
     fields = {f.name for f in snapshot.schema} - set(snapshot.tags) - {"time"}
+    where = quote_numbers_compared_to(where, {f.name for f in snapshot.schema if pa.types.is_string(f.type)})
     if identifiers(where) & fields:
         raise errors.delete_on_field()
     # Validate the predicate before touching anything.
-    _run_on_table(name, snapshot.schema.empty_table(), f"SELECT * FROM {quote_ident(name)} WHERE {where}"
-                  if where else f"SELECT * FROM {quote_ident(name)}")  # fmt: skip
+    source = f"{quote_ident(name)} AS {quote_ident(alias)}"
+    _run_on_table(name, snapshot.schema.empty_table(), f"SELECT * FROM {source} WHERE {where}"
+                  if where else f"SELECT * FROM {source}")  # fmt: skip
 
     def keep(data: pa.Table) -> pa.Table:
         if not where:
             return data.schema.empty_table()
-        return _run_on_table(name, data, f"SELECT * FROM {quote_ident(name)} WHERE ({where}) IS NOT TRUE")
+        return _run_on_table(name, data, f"SELECT * FROM {source} WHERE ({where}) IS NOT TRUE")
 
     engine.rewrite_table(tenant, database, name, keep)
     return _result(_NO_ROWS, [])
@@ -675,6 +683,7 @@ def _update(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
     snapshot = engine.snapshot(tenant, database, name)
     engine.release(snapshot)
     schema, tags = snapshot.schema, set(snapshot.tags)
+    where = quote_numbers_compared_to(where, {f.name for f in schema if pa.types.is_string(f.type)})
     for column in assignments:
         if column == "time":
             raise errors.semantic("Column time does not support modification")
@@ -768,6 +777,45 @@ def _datafusion_query(engine: Engine, tenant: str, database: str, sql: str) -> Q
     return _table_result(gapfill.fill(result.to_table(), gap, lower_ns, upper_ns))
 
 
+_COMPARISON = {"=", "!=", "<>", "<", ">", "<=", ">="}
+_ARITHMETIC = {"+", "-", "*", "/", "%", "|", "^", "&"}
+
+
+def quote_numbers_compared_to(sql: str, columns: set[str]) -> str:
+    """`tag = 11` → `tag = '11'`: DataFusion 27 (CnosDB's) compares a string column with a number as strings;
+    DataFusion 55 would cast the column to a number and fail on the first non-numeric value."""
+    tokens = tokenize(sql)
+    edits: list[tuple[int, int, str]] = []
+    for i, token in enumerate(tokens):
+        if token.kind != "op" or token.text not in _COMPARISON:
+            continue
+        left, right = tokens[i - 1] if i else None, tokens[i + 1 : i + 3]
+        if left is not None and left.kind in ("word", "quoted") and left.value in columns and right:
+            negative = right[0].text == "-" and len(right) > 1
+            number = right[1] if negative else right[0]
+            after = tokens.index(number) + 1
+            if number.kind == "number" and (after >= len(tokens) or tokens[after].text not in _ARITHMETIC):
+                edits.append((right[0].start, number.end, "'" + ("-" if negative else "") + number.text + "'"))
+        column = tokens[i + 1] if i + 1 < len(tokens) else None
+        if column is not None and column.kind in ("word", "quoted") and column.value in columns and left is not None:
+            minus = tokens[i - 2] if i >= 2 and tokens[i - 2].text == "-" else None
+            before = tokens[i - 2].text if i >= 2 else ""
+            if left.kind == "number" and (minus is None or _unary(tokens, i - 2)) and before not in _ARITHMETIC - {"-"}:
+                begin = minus.start if minus else left.start
+                edits.append((begin, left.end, "'" + ("-" if minus else "") + left.text + "'"))
+    for begin, end, text in sorted(edits, reverse=True):
+        sql = sql[:begin] + text + sql[end:]
+    return sql
+
+
+_BEFORE_UNARY = {"(", ",", "AND", "OR", "WHERE", "ON", "NOT", "WHEN", "THEN", "ELSE", "SELECT", "HAVING"}
+
+
+def _unary(tokens: list[Token], minus: int) -> bool:
+    """Whether the `-` at `minus` is a sign rather than a subtraction."""
+    return minus == 0 or tokens[minus - 1].upper in _BEFORE_UNARY or tokens[minus - 1].text in _COMPARISON
+
+
 def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> set[tuple[str | None, str]]:
     """Tables `sql` may read: (None, table) of the current database, and (db, table) for `db.table` naming
     another database of the tenant."""
@@ -800,6 +848,8 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
             snapshot = engine.snapshot(tenant, in_db or database, name)
             snapshots.append(snapshot)
             engine.register(ctx, name, snapshot, in_db)
+        strings = {f.name for s in snapshots for f in s.schema if pa.types.is_string(f.type)}
+        sql = quote_numbers_compared_to(sql, strings)
         frame = ctx.sql(sql)
         schema = cnosdb_names(frame.schema())
         stream = frame.execute_stream()
@@ -849,7 +899,7 @@ def _map_error(exc: BaseException, tenant: str, database: str) -> DbError:
     match = _TABLE_NOT_FOUND.search(text)
     if match and tenant:
         schema, table = match.groups()
-        return errors.table_not_found(tenant, schema if schema not in (None, "public") else database, table)
+        return errors.table_not_found_in_plan(tenant, schema if schema not in (None, "public") else database, table)
     match = _PARSER_ERROR.search(text)
     if match:
         return errors.sql_parser(match.group(1).replace("Expected: ", "Expected "))
