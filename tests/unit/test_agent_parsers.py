@@ -59,9 +59,14 @@ def test_time_key_errors_match_telegraf() -> None:
 
 def test_arrays_of_objects_and_strictness() -> None:
     assert [m.fields for m in JSONParser("m").parse(b'[{"a": 1}, {"a": 2}]')] == [{"a": 1.0}, {"a": 2.0}]
-    with pytest.raises(ParseError, match="must be an object or an array of objects"):
-        JSONParser("m").parse(b'[{"a": 1}, 3]')
-    assert [m.fields for m in JSONParser("m", strict=False).parse(b'[{"a": 1}, 3]')] == [{"a": 1.0}]
+    for strict in (True, False):  # a non-object element fails the payload either way, as in Telegraf
+        with pytest.raises(ParseError, match="must be an object or an array of objects"):
+            JSONParser("m", strict=strict).parse(b'[{"a": 1}, 3]')
+    timed = b'[{"t": 5, "a": 1}, {"a": 2}]'  # the second object lacks json_time_key
+    with pytest.raises(ParseError, match="'json_time_key' could not be found"):
+        JSONParser("m", time_key="t", time_format="unix").parse(timed)
+    lenient = JSONParser("m", time_key="t", time_format="unix", strict=False).parse(timed)
+    assert [(m.fields, m.time) for m in lenient] == [({"a": 1.0}, 5_000_000_000)]
     metrics = JSONParser("m").parse(b'[{"a": 1}, {"a": 2}]')
     assert metrics[0].time == metrics[1].time
 
@@ -92,6 +97,12 @@ def test_bom_and_whitespace_are_trimmed() -> None:
 def test_json_query_selects_a_sub_document() -> None:
     metrics = JSONParser("m", query="data.items").parse(b'{"data": {"items": [{"a": 1}, {"a": 2}]}}')
     assert [m.fields for m in metrics] == [{"a": 1.0}, {"a": 2.0}]
+    assert JSONParser("m", query="data.items.1").parse(b'{"data": {"items": [{"a": 1}, {"a": 2}]}}')[0].fields == {
+        "a": 2.0
+    }
+    assert JSONParser("m", query="data.nothing").parse(b'{"data": {}}') == []
+    with pytest.raises(ParseError, match="must lead to a JSON object, array of objects or null, but lead to: Number"):
+        JSONParser("m", query="data.n").parse(b'{"data": {"n": 3}}')
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Options (read from the input's table):
   json_query          GJSON-style path applied first (dotted keys, array indexes, `\\.` escapes); must give an
-                      object, an array or null (null → no metrics)
+                      object, an array or null (null, or a path that leads nowhere → no metrics)
   tag_keys            globs: flattened keys that become tags (numbers as shortest decimal, bools true/false)
   json_string_fields  globs: string/bool values kept as fields (otherwise dropped)
   json_name_key       key whose string value names the metric (default: the input's name, "kafka_consumer")
@@ -10,7 +10,8 @@ Options (read from the input's table):
   json_time_format    unix | unix_ms | unix_us | unix_ns | Go named layout (rfc3339, …) | Go layout; an integer
                       time (top-level key) is read exactly, not through float64 as Telegraf does
   json_timezone       zone for layouts without offset: "" (UTC), "Local" or an IANA name
-  json_strict         with an array, one bad element fails the whole payload (default true)
+  json_strict         with an array, an object that fails (e.g. no json_time_key) fails the whole payload
+                      (default true); an element that is not an object always does
 Telegraf's rules: nested keys join with `_` (`a.b` → `a_b`, `a[0]` → `a_0`); every number is a float; null is
 skipped; every metric of one payload gets the same time (now) unless json_time_key says otherwise.
 """
@@ -29,6 +30,8 @@ from tidepool.agent.plugins import ParseError
 from tidepool.agent.plugins.parsers import PARSERS
 from tidepool.agent.timeparse import TimestampError, parse_timestamp
 from tidepool.lineproto import Metric
+
+WRONG_TYPE = "must be an object or an array of objects"
 
 
 def flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -135,10 +138,8 @@ class JSONParser:
         if isinstance(document, list):
             metrics: list[Metric] = []
             for element in document:
-                if not isinstance(element, dict):
-                    if self.strict:
-                        raise ParseError("JSON data must be an object or an array of objects")
-                    continue
+                if not isinstance(element, dict):  # an error even when not strict, as in Telegraf
+                    raise ParseError(WRONG_TYPE)
                 try:
                     metrics.append(self._metric(element, now))
                 except ParseError:
@@ -147,20 +148,20 @@ class JSONParser:
             return metrics
         if document is None:
             return []
-        raise ParseError("JSON data must be an object or an array of objects")
+        raise ParseError(WRONG_TYPE)
 
     def _apply_query(self, document: Any) -> Any:
+        """The value at `json_query`; a path that leads nowhere is null (no metrics), as in GJSON."""
         for part in self.query:
-            if isinstance(document, dict):
-                if part not in document:
-                    raise ParseError(f"json_query {'.'.join(self.query)!r} did not match")
+            if isinstance(document, dict) and part in document:
                 document = document[part]
             elif isinstance(document, list) and part.isdigit() and int(part) < len(document):
                 document = document[int(part)]
             else:
-                raise ParseError(f"json_query {'.'.join(self.query)!r} did not match")
+                return None
         if not isinstance(document, dict | list) and document is not None:
-            raise ParseError(f"json_query {'.'.join(self.query)!r} gave a {type(document).__name__}, not an object")
+            kind = {str: "String", bool: "True" if document else "False"}.get(type(document), "Number")
+            raise ParseError(f"query path must lead to a JSON object, array of objects or null, but lead to: {kind}")
         return document
 
     def _metric(self, document: dict[str, Any], now: int) -> Metric:
