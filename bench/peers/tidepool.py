@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import subprocess
 import sys
@@ -17,17 +18,27 @@ REPO = Path(__file__).resolve().parents[2]
 BASIC_ROOT = "Basic " + base64.b64encode(b"root:").decode()
 
 
+@functools.cache
 def tidepool_version() -> str:
+    """tidepool's version and the commit of this checkout, marked "+ uncommitted changes" when src/ differs from it.
+
+    Taken once per process, so every row of a run names the same code even if the branch moves meanwhile."""
     import tidepool
 
     version = getattr(tidepool, "__version__", "unknown")
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        commit = ""
-    return f"{version} ({commit})" if commit else str(version)
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return str(version)
+    dirty = " + uncommitted changes" if git("status", "--porcelain", "--", "src") else ""
+    return f"{version} ({commit}{dirty})"
 
 
 class TidepoolBroker(ServerProcess):
