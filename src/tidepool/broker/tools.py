@@ -30,7 +30,7 @@ timeout_option = click.option(
 def _admin(bootstrap: str) -> Any:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    return AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})  # failures are reported once, below
 
 
 def _wait(futures: dict[str, Any], timeout: float, success: str | None) -> None:
