@@ -172,7 +172,7 @@ def test_create_table_insert_values_and_select(engine: Engine) -> None:
     assert table.column("s").to_pylist() == [None, None]
     assert error(engine, "INSERT INTO t (time, nosuch) VALUES (1, 2)").code == "010044"
     assert error(engine, "INSERT INTO nosuch (time, f) VALUES (1, 2)").code == "010001"
-    assert error(engine, "INSERT INTO t (time, host) VALUES (1, 'a')").message == "Fields can't be empty"
+    assert error(engine, "INSERT INTO t (time, host) VALUES (1, 'a')").message == "Coordinator: Fields can't be empty"
 
 
 def test_delete_by_tag_and_time_and_not_by_field(engine: Engine) -> None:
@@ -257,6 +257,8 @@ def test_a_query_may_name_a_table_of_another_database(engine: Engine) -> None:
     engine.write_lines("cnosdb", "oceanic", f"buoy,id=1 wave=2.5 {T0}".encode())
     table = run(engine, "SELECT a.station, b.wave FROM air a JOIN oceanic.buoy b ON a.time = b.time ORDER BY station")
     assert table.to_pylist() == [{"station": "LianYunGang", "wave": 2.5}, {"station": "XiaoMaiDao", "wave": 2.5}]
+    assert run(engine, "SELECT count(*) AS n FROM oceanic.buoy", "oceanic").to_pylist() == [{"n": 1}]
+    assert run(engine, "SELECT count(*) AS n FROM public.air").to_pylist() == [{"n": 5}]
     err = error(engine, "SELECT * FROM oceanic.nosuch")
     assert (err.code, err.message) == (
         "010001",

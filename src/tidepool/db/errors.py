@@ -73,7 +73,7 @@ def not_supported(message: str) -> DbError:
 
 
 def fields_empty() -> DbError:
-    return DbError("020002", "Fields can't be empty")
+    return DbError("020002", "Coordinator: Fields can't be empty")
 
 
 def type_conflict(column: str, found: str, expected: str) -> DbError:

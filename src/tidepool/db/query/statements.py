@@ -830,7 +830,7 @@ def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> 
             if dot.text != "." or first.kind not in ("word", "quoted") or second.kind not in ("word", "quoted"):
                 continue
             other = databases.get(first.value)
-            if other is not None and first.value not in (database, "public") and second.value in other.tables:
+            if other is not None and first.value != "public" and second.value in other.tables:
                 wanted.add((first.value, second.value))
     return wanted
 
