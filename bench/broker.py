@@ -131,6 +131,7 @@ def main() -> None:
     parser.add_argument("--codec", default="none", choices=["none", "gzip", "snappy", "lz4", "zstd"])
     parser.add_argument("--bootstrap-server", default=None, help="use this running broker instead of starting one")
     parser.add_argument("--label", default=None, help="name of the broker in the table")
+    parser.add_argument("--broker-pid", type=int, default=None, help="pid of an external broker, for its peak RSS")
     parser.add_argument("--client", default="confluent", choices=["confluent", "kcat"], help="who produces/consumes")
     args = parser.parse_args()
 
@@ -152,7 +153,8 @@ def main() -> None:
         else:
             produce_s = produce(bootstrap, topic, args.messages, args.size, args.codec)
             consume_s = consume(bootstrap, topic, args.messages + 1)
-        rss = peak_rss_mb(broker.proc.pid) if broker and broker.proc else None
+        pid = broker.proc.pid if broker and broker.proc else args.broker_pid
+        rss = peak_rss_mb(pid) if pid is not None else None
     finally:
         if broker is not None:
             broker.stop()
