@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 TIDEPOOL = "tidepool"
+MIN_PROFILE_SAMPLES = 50  # below this a profile is noise; the page says the server was idle instead
 DEFAULT_SCALE = 0.1  # `make bench`; results at other scales are kept beside, as their own sections
 FASTEST = "*"  # a target's peer meaning "whichever peer did best"
 
@@ -263,6 +264,13 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
     for what, profile in result.profiles.items():
+        if profile.samples < MIN_PROFILE_SAMPLES:
+            lines += [
+                f"Profile (py-spy at 99 Hz) of {what}: only {profile.samples} busy samples — the server was mostly "
+                "idle, so the time went elsewhere (client, network round trips, waiting).",
+                "",
+            ]
+            continue
         lines += [
             f"Profile (py-spy at 99 Hz, an extra unmeasured run) of {what}, {profile.samples:,} busy samples: the "
             "hottest frames by own time, then tidepool's functions by time on the stack.",

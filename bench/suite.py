@@ -846,6 +846,12 @@ def run_broker_workloads(
                         note=f"{mb_s:.1f} MB/s",
                     )
                 )
+        if opts.profile and name.startswith("tidepool"):
+            topic = f"bench-profile-{uuid.uuid4().hex[:8]}"
+            create_topic(server.bootstrap, topic)
+            for direction in ("produce", "consume"):
+                with rec.profiling(f"{direction} {count:,} × {label}, confluent-kafka", server):
+                    broker_step("confluent-kafka", direction, server.bootstrap, topic, messages, message_file)
 
 
 # ------------------------------------------------------------------------------------------------------ groups part
