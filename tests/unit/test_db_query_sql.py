@@ -269,7 +269,9 @@ def test_a_query_may_name_a_table_of_another_database(engine: Engine) -> None:
 def test_update_fields_and_tags(engine: Engine) -> None:
     engine.flush()
     engine.write_lines("cnosdb", "public", f"air,station=XiaoMaiDao visibility=1 {T0 + 30 * MIN}".encode())
-    run(engine, "UPDATE air SET pressure = pressure + 100, visibility = 0 WHERE station = 'XiaoMaiDao'")
+    updated = run(engine, "UPDATE air SET pressure = pressure + 100, visibility = 0 WHERE station = 'XiaoMaiDao'")
+    assert updated.to_pylist() == [{"rows": 4}]
+    run(engine, "UPDATE air SET visibility = NULL")  # NULL changes nothing, as in CnosDB
     table = run(engine, "SELECT station, visibility, pressure FROM air ORDER BY station, time").to_pylist()
     assert table[2:] == [
         {"station": "XiaoMaiDao", "visibility": 0.0, "pressure": 152.0},

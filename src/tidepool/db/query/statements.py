@@ -691,19 +691,20 @@ def _update(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
             raise errors.column_not_exists(name, column)
     if len({column in tags for column in assignments}) > 1:
         raise errors.semantic("Cannot update tags and fields at the same time")
-    projection = ", ".join(
-        (
-            f"CASE WHEN ({where}) IS TRUE THEN ({assignments[f.name]}) ELSE {quote_ident(f.name)} END"
-            if where
-            else f"({assignments[f.name]})"
-        )
-        + f" AS {quote_ident(f.name)}"
-        if f.name in assignments
-        else quote_ident(f.name)
-        for f in schema
-    )
-    sql = f"SELECT {projection} FROM {quote_ident(name)}"
+    condition = f"({where}) IS TRUE" if where else "TRUE"
+    items = []
+    for f in schema:
+        column = quote_ident(f.name)
+        if f.name in assignments:
+            # Setting NULL changes nothing, as in CnosDB; the value takes the column's type (0 → false, ...).
+            value = f"CAST(({assignments[f.name]}) AS {_SQL_CAST[str(f.type)]})"
+            items.append(f"CASE WHEN {condition} AND {value} IS NOT NULL THEN {value} ELSE {column} END AS {column}")
+        else:
+            items.append(column)
+    sql = f"SELECT {', '.join(items)} FROM {quote_ident(name)}"
     _run_on_table(name, schema.empty_table(), sql)  # validate before touching anything
+    matched = _run_datafusion(engine, tenant, database, f"SELECT count(*) FROM {quote_ident(name)} WHERE {condition}")
+    count = matched.to_table().column(0)[0].as_py()
 
     def updated(data: pa.Table) -> pa.Table:
         result = _run_on_table(name, data, sql)
@@ -711,7 +712,10 @@ def _update(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryRes
         return dedup(pa.Table.from_arrays(columns, schema=schema), snapshot.tags)
 
     engine.rewrite_table(tenant, database, name, updated)
-    return _result(_NO_ROWS, [])
+    return _table_result(pa.table({"rows": pa.array([count], pa.uint64())}))
+
+
+_SQL_CAST = {"double": "DOUBLE", "int64": "BIGINT", "uint64": "BIGINT UNSIGNED", "string": "VARCHAR", "bool": "BOOLEAN"}
 
 
 def _cast_column(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
