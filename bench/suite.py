@@ -6,8 +6,8 @@ Parts (each runnable alone, `python -m bench <part>`):
 - broker: produce and consume ~100 B and 1 KB messages with confluent-kafka and kcat — tidepool broker, tansu,
   Apache Kafka.
 - groups: consumer group join time (subscribe → first assignment) with confluent-kafka, same three brokers.
-- pipeline: topic → agent → db messages/s and freshness at fixed rates — tidepool alone, the agent on Apache Kafka,
-  and tidepool with one agent setting changed.
+- pipeline: topic → agent → db messages/s and freshness at fixed rates — tidepool alone, and tidepool's agent and db
+  with Apache Kafka as the broker.
 
 Every part records its peers' versions, the machine and its load, and for each run the client's and the servers'
 CPU share beside the servers' peak RSS; a system that fails is recorded as failed and the others go on.
@@ -1074,7 +1074,6 @@ class PipelineSetup:
     name: str
     broker_name: str
     broker: Callable[[Path | None], Any]
-    max_undelivered: int = 0  # 0: the agent config exactly as `tidepool up` writes it
 
 
 def pipeline_setups() -> list[PipelineSetup]:
@@ -1084,12 +1083,6 @@ def pipeline_setups() -> list[PipelineSetup]:
     return [
         PipelineSetup("tidepool (broker, agent, db)", "tidepool broker", TidepoolBroker),
         PipelineSetup("tidepool agent + db on Apache Kafka", "Apache Kafka", ApacheKafkaPeer),
-        PipelineSetup(
-            "tidepool with agent max_undelivered_messages = 20000",
-            "tidepool broker",
-            TidepoolBroker,
-            max_undelivered=20_000,
-        ),
     ]
 
 
@@ -1101,7 +1094,7 @@ def part_pipeline(opts: Options) -> PartResult:
         f"Throughput: the agent and db idle and ready, {count:,} sensor readings (tutorial JSON + station_id and "
         "time, ~107 B) are produced as fast as confluent-kafka can; timed from the first send until "
         "`SELECT count(*)` over HTTP sees them all. The agent runs the Telegraf config `tidepool up` writes "
-        "(flush_interval 100 ms, batches of 5,000); one partition.",
+        "(flush_interval 100 ms, batches of 5,000, 20,000 undelivered messages in flight); one partition.",
         f"Freshness: readings sent at a fixed rate for {duration:.0f} s while another thread polls "
         "`SELECT count(*)`; a message is fresh at the completion time of the first poll whose count "
         "includes it (one partition, in order), with 100 ms between polls, so the figures are upper bounds by "
@@ -1109,8 +1102,6 @@ def part_pipeline(opts: Options) -> PartResult:
         "20 ms near the end. Polling is not free: each `count(*)` makes tidepool db deduplicate its whole "
         "memtable, which a profile showed to be most of the db's busy time when polled every 0.1 s during a "
         "throughput run.",
-        "The third setup changes one line of that config, `max_undelivered_messages = 20000` (Telegraf's default "
-        "is 1,000): the agent may then have more messages in flight than one 100 ms flush carries.",
         "CPU and RSS columns are the three servers together (broker + agent + db); the note gives the agent's "
         "own CPU per message.",
     ]
@@ -1132,7 +1123,7 @@ def part_pipeline(opts: Options) -> PartResult:
             ):
                 topic = "oceanic"
                 create_topic(broker.bootstrap, topic)
-                agent = TidepoolAgent(opts.work_dir, broker.bootstrap, db.url, topic, setup.max_undelivered)
+                agent = TidepoolAgent(opts.work_dir, broker.bootstrap, db.url, topic)
                 try:
                     agent.start()
                     run_pipeline(setup.name, broker, db, agent, count, duration, opts, rec)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -128,40 +127,26 @@ class TidepoolDb(ServerProcess):
         wait_for_stable_size(self, timeout)
 
 
-def with_max_undelivered(config: str, value: int) -> str:
-    """The Telegraf config with inputs.kafka_consumer's max_undelivered_messages set to `value` (replaced if set)."""
-    setting = f"max_undelivered_messages = {value}"
-    if re.search(r"(?m)^[ \t]*max_undelivered_messages\s*=", config):
-        return re.sub(r"(?m)^([ \t]*)max_undelivered_messages\s*=.*$", lambda m: m.group(1) + setting, config)
-    return re.sub(
-        r"(?m)^([ \t]*)\[\[inputs\.kafka_consumer\]\]$", lambda m: f"{m.group(0)}\n{m.group(1)}  {setting}", config
-    )
-
-
 class TidepoolAgent(ServerProcess):
-    """`python -m tidepool agent` with the Telegraf config `tidepool up` writes (flush every 100 ms), pointed at
+    """`python -m tidepool agent` with the Telegraf config `tidepool up` writes, pointed at
     `brokers` and the db at `db_url`; ready once its metrics endpoint answers."""
 
     name = "tidepool-agent"
 
-    def __init__(
-        self, work_dir: Path | None, brokers: str, db_url: str, topic: str = "oceanic", max_undelivered: int = 0
-    ) -> None:
+    def __init__(self, work_dir: Path | None, brokers: str, db_url: str, topic: str = "oceanic") -> None:
         super().__init__(work_dir)
         self.brokers = brokers
         self.db_url = db_url
         self.topic = topic
-        self.max_undelivered = max_undelivered  # 0: as `tidepool up` writes it
         self.metrics_port = free_port()
         self.config_path = self.work_dir / "agent.conf"
 
     def prepare(self) -> None:
         from tidepool.pipeline.up import UpOptions, agent_config_text
 
-        text = agent_config_text(UpOptions(brokers=self.brokers, db_url=self.db_url, topic=self.topic))
-        if self.max_undelivered:
-            text = with_max_undelivered(text, self.max_undelivered)
-        self.config_path.write_text(text)
+        self.config_path.write_text(
+            agent_config_text(UpOptions(brokers=self.brokers, db_url=self.db_url, topic=self.topic))
+        )
 
     def argv(self) -> Sequence[str]:
         return [

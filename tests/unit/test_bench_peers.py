@@ -13,7 +13,6 @@ from bench.peers.base import ServerProcess, dir_size_bytes, free_ports, port_ope
 from bench.peers.http import answers
 from bench.peers.kafka import server_java_command
 from bench.peers.tansu import tansu_binary
-from bench.peers.tidepool import with_max_undelivered
 
 
 class HttpServer(ServerProcess):
@@ -115,13 +114,3 @@ def test_profile_summary_ranks_frames_by_own_time() -> None:
         ("write (tidepool/db/wal.py:3)", 0.0, 30.0),  # tidepool's callers follow, by time on the stack
     ]
     assert summarize_stacks("") == (0, [])
-
-
-def test_agent_config_gets_max_undelivered_added_or_replaced() -> None:
-    plain = '[agent]\n  flush_interval = "100ms"\n\n[[inputs.kafka_consumer]]\n  brokers = ["b:1"]\n'
-    added = with_max_undelivered(plain, 20000)
-    assert "[[inputs.kafka_consumer]]\n  max_undelivered_messages = 20000\n  brokers" in added
-    already = plain.replace('brokers = ["b:1"]', 'brokers = ["b:1"]\n  max_undelivered_messages = 5000')
-    replaced = with_max_undelivered(already, 20000)
-    assert replaced.count("max_undelivered_messages") == 1
-    assert "  max_undelivered_messages = 20000" in replaced
