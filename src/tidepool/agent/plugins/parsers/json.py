@@ -129,7 +129,12 @@ class JSONParser:
             text = data.strip().removeprefix(b"\xef\xbb\xbf").strip()
             if not text:
                 return []
-            document = _decode_slowly(text)
+            try:
+                document = _decode_slowly(text)
+            except ParseError:
+                if self.query:  # GJSON does not validate: a path in a broken document is just null
+                    return []
+                raise
         now = time.time_ns()
         if self.query:
             document = self._apply_query(document)
