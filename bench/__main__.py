@@ -103,10 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {name} (scale {opts.scale:g}, {opts.runs} runs)", flush=True)
         result = PARTS[name](opts)
         earlier = opts.results_dir / f"{result.key}.json"
-        if opts.only and earlier.exists():
+        if earlier.exists():
             previous = PartResult.load(earlier)
-            if previous.scale == result.scale:
+            if opts.only:
                 result = result.merged_into(previous)
+            if not result.profiles:
+                result.profiles = previous.profiles_carried_over()
         path = result.save(opts.results_dir)
         print(f"== {name} done in {time.monotonic() - started:.0f} s → {path}", flush=True)
         for failure in result.failures:

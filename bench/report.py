@@ -215,6 +215,11 @@ class PartResult:
         pick = max if peers[0].better == "higher" else min
         return pick(peers, key=lambda m: m.median)
 
+    def profiles_carried_over(self) -> dict[str, Profile]:
+        """This result's profiles, labelled with its run's time, for a later run made without --profile."""
+        marker = " (profiled in the run of "
+        return {k if marker in k else f"{k}{marker}{self.started} UTC)": v for k, v in self.profiles.items()}
+
     def find(self, workload: str, system_prefix: str) -> Measurement | None:
         return next(
             (m for m in self.measurements if m.workload == workload and m.system.startswith(system_prefix)), None

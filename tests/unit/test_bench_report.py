@@ -168,3 +168,13 @@ def test_a_profile_with_too_few_samples_says_the_server_was_idle(tmp_path: Path)
     assert "tidepool-broker during produce: only 3 busy samples" in text
     assert "append (segment.py:1)" not in text
     assert "| `parse (lp.py:9)` | 50.0 | 60.0 |" in text
+
+
+def test_profiles_carried_over_name_the_run_they_come_from() -> None:
+    earlier = part("db", [], [])
+    earlier.profiles["tidepool-db during ingest"] = Profile(900, [])
+    carried = earlier.profiles_carried_over()
+    assert list(carried) == ["tidepool-db during ingest (profiled in the run of 2026-11-25 14:40 UTC)"]
+    later = part("db", [], [])
+    later.profiles = carried
+    assert list(later.profiles_carried_over()) == list(carried)  # labelled once, not again
