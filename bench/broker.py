@@ -112,7 +112,7 @@ def produce_kcat(bootstrap: str, topic: str, count: int, size: int, codec: str) 
 def consume_kcat(bootstrap: str, topic: str, count: int) -> float:
     started = time.perf_counter()
     out = subprocess.run(
-        ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-c", str(count)],
+        ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-c", str(count), "-f", "%o\n"],
         check=True,
         timeout=300,
         capture_output=True,
