@@ -403,3 +403,18 @@ def test_a_string_column_compared_with_a_number_compares_as_strings_as_in_cnosdb
     assert run(engine, "SELECT count(*) AS n FROM dml WHERE f0 - 1 = 0 AND t0 <> 11").to_pylist() == [{"n": 1}]
     run(engine, "DELETE FROM dml WHERE t0 = 11")
     assert run(engine, "SELECT t0 FROM dml").to_pylist() == [{"t0": "tag11"}]
+
+
+def test_describe_database_shows_options_as_cnosdb(engine: Engine) -> None:
+    run(
+        engine,
+        "CREATE DATABASE tt WITH TTL 'inf' SHARD 6 VNODE_DURATION '2y1M' REPLICA 1 PRECISION 'us' "
+        "MAX_MEMCACHE_SIZE '128MiB' MEMCACHE_PARTITIONS 10 WAL_MAX_FILE_SIZE '300M' WAL_SYNC 'true' "
+        "STRICT_WRITE 'true' MAX_CACHE_READERS 100",
+    )
+    run(engine, "ALTER DATABASE tt SET TTL '1M'")
+    row = run(engine, "DESCRIBE DATABASE tt").to_pylist()[0]  # the values of CnosDB's describe_database test
+    assert list(row.values()) == ["1month", 6, "2years 1month", 1, "US", "128 MiB", 10, "286.102294921875 MiB",
+                                  True, True, 100]  # fmt: skip
+    err = error(engine, "ALTER DATABASE tt SET MAX_MEMCACHE_SIZE '100MiB'")
+    assert err.message.endswith("only can modify database option: TTL, SHARD, VNODE_DURATION, REPLICA")

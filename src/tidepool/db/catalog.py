@@ -20,19 +20,26 @@ from tidepool.db import errors
 DEFAULT_TENANT = "cnosdb"
 DEFAULT_DATABASE = "public"
 
+_SECOND = 10**9
+# Units and lengths as humantime (which CnosDB uses): a month is 30.44 days, a year 365.25 days.
 NS_PER_UNIT = {
-    "ns": 1, "nanosecond": 1, "nanoseconds": 1,
-    "us": 1_000, "microsecond": 1_000, "microseconds": 1_000,
-    "ms": 1_000_000, "millisecond": 1_000_000, "milliseconds": 1_000_000,
-    "s": 10**9, "sec": 10**9, "second": 10**9, "seconds": 10**9,
-    "m": 60 * 10**9, "min": 60 * 10**9, "minute": 60 * 10**9, "minutes": 60 * 10**9,
-    "h": 3600 * 10**9, "hour": 3600 * 10**9, "hours": 3600 * 10**9,
-    "d": 86400 * 10**9, "day": 86400 * 10**9, "days": 86400 * 10**9,
-    "w": 7 * 86400 * 10**9, "week": 7 * 86400 * 10**9, "weeks": 7 * 86400 * 10**9,
-    "M": 30 * 86400 * 10**9, "month": 30 * 86400 * 10**9, "months": 30 * 86400 * 10**9,
-    "y": 365 * 86400 * 10**9, "year": 365 * 86400 * 10**9, "years": 365 * 86400 * 10**9,
+    "ns": 1, "nsec": 1, "nanosecond": 1, "nanoseconds": 1,
+    "us": 1_000, "usec": 1_000, "microsecond": 1_000, "microseconds": 1_000,
+    "ms": 1_000_000, "msec": 1_000_000, "millisecond": 1_000_000, "milliseconds": 1_000_000,
+    "s": _SECOND, "sec": _SECOND, "secs": _SECOND, "second": _SECOND, "seconds": _SECOND,
+    "m": 60 * _SECOND, "min": 60 * _SECOND, "mins": 60 * _SECOND, "minute": 60 * _SECOND, "minutes": 60 * _SECOND,
+    "h": 3600 * _SECOND, "hr": 3600 * _SECOND, "hrs": 3600 * _SECOND, "hour": 3600 * _SECOND, "hours": 3600 * _SECOND,
+    "d": 86400 * _SECOND, "day": 86400 * _SECOND, "days": 86400 * _SECOND,
+    "w": 7 * 86400 * _SECOND, "week": 7 * 86400 * _SECOND, "weeks": 7 * 86400 * _SECOND,
+    "M": 2_630_016 * _SECOND, "month": 2_630_016 * _SECOND, "months": 2_630_016 * _SECOND,
+    "y": 31_557_600 * _SECOND, "year": 31_557_600 * _SECOND, "years": 31_557_600 * _SECOND,
 }  # fmt: skip
-_DURATION_RE = re.compile(r"\s*(\d+)\s*([A-Za-z]+)\s*\Z")
+_DURATION_PART = re.compile(r"\s*(\d+)\s*([A-Za-z]+)")
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*\Z")
+_BYTES_PER_UNIT = {
+    "": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+    "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+}  # fmt: skip
 PRECISIONS = {"NS": "ns", "US": "us", "MS": "ms"}
 
 # SQL type name → Arrow type, for FIELD columns.
@@ -46,39 +53,57 @@ FIELD_TYPES: dict[str, pa.DataType] = {
 
 
 def parse_duration(text: str) -> int | None:
-    """A CnosDB duration ('30d', '1y', '90 minutes', 'INF') in nanoseconds; None means infinite."""
+    """A CnosDB duration ('30d', '2y1M', '90 minutes', 'INF') in nanoseconds; None means infinite."""
     if text.strip().upper() in ("INF", "INFINITE", "INFINITY"):
         return None
-    match = _DURATION_RE.match(text)
-    if match is None:
+    nanos, position = 0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        number, unit = match.groups()
+        factor = NS_PER_UNIT.get(unit) or NS_PER_UNIT.get(unit.lower())
+        if factor is None:
+            raise errors.invalid_param(f"unknown duration unit '{unit}' in '{text}'")
+        nanos += int(number) * factor
+        position = match.end()
+    if position == 0 or text[position:].strip():
         raise errors.invalid_param(f"invalid duration '{text}'")
-    number, unit = match.groups()
-    factor = NS_PER_UNIT.get(unit) or NS_PER_UNIT.get(unit.lower())
-    if factor is None:
-        raise errors.invalid_param(f"unknown duration unit '{unit}' in '{text}'")
-    nanos = int(number) * factor
     if nanos <= 0:
         raise errors.invalid_param(f"duration must be positive: '{text}'")
     return nanos
 
 
 def format_duration(nanos: int | None) -> str:
-    """How DESCRIBE DATABASE shows a duration: INF, 1year, 30days, 12h, 10m, 5s, 100ms."""
+    """How DESCRIBE DATABASE shows a duration, as humantime does: INF, 1year, 2years 1month, 30days, 12h 5m."""
     if nanos is None:
         return "INF"
-    for unit_ns, one, many in (
-        (NS_PER_UNIT["y"], "year", "years"),
-        (NS_PER_UNIT["d"], "day", "days"),
-        (NS_PER_UNIT["h"], "h", "h"),
-        (NS_PER_UNIT["m"], "m", "m"),
-        (NS_PER_UNIT["s"], "s", "s"),
-        (NS_PER_UNIT["ms"], "ms", "ms"),
-        (NS_PER_UNIT["us"], "us", "us"),
-    ):
-        if nanos % unit_ns == 0:
-            count = nanos // unit_ns
-            return f"{count}{one if count == 1 else many}"
-    return f"{nanos}ns"
+    seconds, rest = divmod(nanos, _SECOND)
+    parts = []
+    for length, one, many in ((31_557_600, "year", "years"), (2_630_016, "month", "months"), (86400, "day", "days"),
+                              (3600, "h", "h"), (60, "m", "m"), (1, "s", "s")):  # fmt: skip
+        count, seconds = divmod(seconds, length)
+        if count:
+            parts.append(f"{count}{one if count == 1 else many}")
+    for length, unit in ((1_000_000, "ms"), (1_000, "us"), (1, "ns")):
+        count, rest = divmod(rest, length)
+        if count:
+            parts.append(f"{count}{unit}")
+    return " ".join(parts) or "0s"
+
+
+def parse_size(text: str) -> int:
+    """A CnosDB byte size ('128MiB', '300M' = 300 × 10⁶, '1GiB') in bytes."""
+    match = _SIZE_RE.match(text)
+    factor = _BYTES_PER_UNIT.get(match.group(2).upper()) if match else None
+    if match is None or factor is None:
+        raise errors.invalid_param(f"invalid size '{text}'")
+    return int(float(match.group(1)) * factor)
+
+
+def format_size(size: int) -> str:
+    """As DESCRIBE DATABASE shows sizes: `128 MiB`, `286.102294921875 MiB`."""
+    mib = size / 2**20
+    return f"{int(mib) if mib.is_integer() else mib!r} MiB"
 
 
 def check_name(name: str) -> None:
@@ -97,9 +122,9 @@ class DatabaseOptions:
     vnode_duration_ns: int = NS_PER_UNIT["y"]
     replica: int = 1
     precision: str = "NS"
-    max_memcache_size: str = "128 MiB"
+    max_memcache_size: int = 128 * 2**20
     memcache_partitions: int = 16
-    wal_max_file_size: str = "128 MiB"
+    wal_max_file_size: int = 128 * 2**20
     wal_sync: bool = False
     strict_write: bool = False
     max_cache_readers: int = 32

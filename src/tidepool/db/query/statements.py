@@ -26,7 +26,9 @@ from tidepool.db.catalog import (
     Table,
     check_name,
     format_duration,
+    format_size,
     parse_duration,
+    parse_size,
 )
 from tidepool.db.errors import DbError
 from tidepool.db.query import gapfill
@@ -148,14 +150,15 @@ def _describe(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryR
             "vnode_duration": format_duration(options.vnode_duration_ns),
             "replica": options.replica,
             "precision": options.precision,
-            "max_memcache_size": options.max_memcache_size,
+            "max_memcache_size": format_size(options.max_memcache_size),
             "memcache_partitions": options.memcache_partitions,
-            "wal_max_file_size": options.wal_max_file_size,
-            "wal_sync": str(options.wal_sync).lower(),
-            "strict_write": str(options.strict_write).lower(),
+            "wal_max_file_size": format_size(options.wal_max_file_size),
+            "wal_sync": options.wal_sync,
+            "strict_write": options.strict_write,
             "max_cache_readers": options.max_cache_readers,
         }
-        schema = pa.schema([(k, pa.uint64() if isinstance(v, int) else pa.string()) for k, v in row.items()])
+        types = {bool: pa.bool_(), int: pa.uint64(), str: pa.string()}
+        schema = pa.schema([(k, types[type(v)]) for k, v in row.items()])
         return _table_result(pa.Table.from_pylist([row], schema=schema))
     cur.accept("TABLE")
     name = cur.name()
@@ -343,6 +346,10 @@ def _apply_options(options: DatabaseOptions, cur: Cursor, creating: bool) -> lis
     given = []
     while not cur.at_end():
         key = cur.next().upper
+        if not creating and key not in ("TTL", "SHARD", "VNODE_DURATION", "REPLICA"):
+            raise errors.sql_parser(
+                "database config is unmodifiable, only can modify database option: TTL, SHARD, VNODE_DURATION, REPLICA"
+            )
         value = cur.next().value
         if key == "TTL":
             options.ttl_ns = parse_duration(value)
@@ -354,8 +361,6 @@ def _apply_options(options: DatabaseOptions, cur: Cursor, creating: bool) -> lis
             options.vnode_duration_ns = vnode
             given.append("vnode_duration_ns")
         elif key == "PRECISION":
-            if not creating:
-                raise errors.sql_parser("Expected TTL, SHARD, VNODE_DURATION, REPLICA ..., found: PRECISION")
             if value.upper() not in PRECISIONS:
                 raise errors.invalid_param(f"precision '{value}' is not one of 'ms', 'us', 'ns'")
             options.precision = value.upper()
@@ -367,7 +372,7 @@ def _apply_options(options: DatabaseOptions, cur: Cursor, creating: bool) -> lis
             setattr(options, attr, int(value))
             given.append(attr)
         elif key in ("MAX_MEMCACHE_SIZE", "WAL_MAX_FILE_SIZE"):
-            setattr(options, key.lower(), value)
+            setattr(options, key.lower(), parse_size(value))
             given.append(key.lower())
         elif key in ("WAL_SYNC", "STRICT_WRITE"):
             setattr(options, key.lower(), value.lower() == "true")
