@@ -418,3 +418,12 @@ def test_describe_database_shows_options_as_cnosdb(engine: Engine) -> None:
                                   True, True, 100]  # fmt: skip
     err = error(engine, "ALTER DATABASE tt SET MAX_MEMCACHE_SIZE '100MiB'")
     assert err.message.endswith("only can modify database option: TTL, SHARD, VNODE_DURATION, REPLICA")
+
+
+def test_public_dot_table_from_another_database_reads_public(engine: Engine) -> None:
+    run(engine, "CREATE DATABASE other")
+    engine.write_lines("cnosdb", "other", f"air,station=elsewhere visibility=1 {T0}".encode())
+    assert run(engine, "SELECT count(*) AS n FROM air", "other").to_pylist() == [{"n": 1}]
+    assert run(engine, "SELECT count(*) AS n FROM public.air", "other").to_pylist() == [{"n": 5}]
+    err = error(engine, "SELECT * FROM public.nosuch", "other")
+    assert err.message == "Datafusion: Error during planning: Table not found, tenant: cnosdb db: public, table: nosuch"

@@ -738,12 +738,20 @@ def _cast_column(values: pa.ChunkedArray, target: pa.Field) -> pa.ChunkedArray:
 _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
 
-def _context() -> SessionContext:
+def _context(database: str = "public") -> SessionContext:
+    """A DataFusion session whose default schema is `database`, so bare names are its tables and `db.t` names
+    another database's."""
     from datafusion import SessionConfig, SessionContext
 
     from tidepool.db.query import functions
 
-    ctx = SessionContext(SessionConfig().with_target_partitions(2))
+    config = (
+        SessionConfig()
+        .with_target_partitions(2)
+        .with_default_catalog_and_schema("datafusion", database)
+        .with_create_default_catalog_and_schema(True)
+    )
+    ctx = SessionContext(config)
     functions.register(ctx)
     return ctx
 
@@ -839,7 +847,7 @@ def _referenced_tables(engine: Engine, tenant: str, database: str, sql: str) -> 
             if dot.text != "." or first.kind not in ("word", "quoted") or second.kind not in ("word", "quoted"):
                 continue
             other = databases.get(first.value)
-            if other is not None and first.value != "public" and second.value in other.tables:
+            if other is not None and first.value != database and second.value in other.tables:
                 wanted.add((first.value, second.value))
     return wanted
 
@@ -848,11 +856,11 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
     from tidepool.db.engine import QueryResult
 
     wanted = _referenced_tables(engine, tenant, database, sql)
-    ctx = _context()
+    ctx = _context(database)
     snapshots = []
     try:
         for other_db in sorted({s for s, _ in wanted if s is not None}):
-            ctx.sql(f"CREATE SCHEMA {quote_ident(other_db)}").collect()
+            ctx.sql(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(other_db)}").collect()
         for in_db, name in sorted(wanted, key=lambda w: (w[0] or "", w[1])):
             snapshot = engine.snapshot(tenant, in_db or database, name)
             snapshots.append(snapshot)
@@ -908,7 +916,7 @@ def _map_error(exc: BaseException, tenant: str, database: str) -> DbError:
     match = _TABLE_NOT_FOUND.search(text)
     if match and tenant:
         schema, table = match.groups()
-        return errors.table_not_found_in_plan(tenant, schema if schema not in (None, "public") else database, table)
+        return errors.table_not_found_in_plan(tenant, schema or database, table)
     match = _PARSER_ERROR.search(text)
     if match:
         return errors.sql_parser(match.group(1).replace("Expected: ", "Expected "))
