@@ -427,3 +427,24 @@ def test_public_dot_table_from_another_database_reads_public(engine: Engine) -> 
     assert run(engine, "SELECT count(*) AS n FROM public.air", "other").to_pylist() == [{"n": 5}]
     err = error(engine, "SELECT * FROM public.nosuch", "other")
     assert err.message == "Datafusion: Error during planning: Table not found, tenant: cnosdb db: public, table: nosuch"
+
+
+def test_create_table_checks_and_column_order_as_cnosdb(engine: Engine) -> None:
+    run(engine, "CREATE TABLE t0 (c1 BIGINT CODEC(delta), c2 STRING, TAGS(c6, c7))")
+    run(engine, "ALTER TABLE t0 ADD TAG c8")
+    assert run(engine, "SELECT * FROM t0").schema.names == ["time", "c6", "c7", "c1", "c2", "c8"]
+    assert (
+        error(engine, "CREATE TABLE t1 (c1 BIGINT CODEC(DEL))").message == "sql parser error: DEL is not valid encoding"
+    )
+    assert (
+        error(engine, "CREATE TABLE t1 (c1 BIGINT CODEC())").message
+        == "sql parser error: expect codec encoding type in ()"
+    )
+    err = error(engine, "CREATE TABLE t1 (c4 BOOLE)")
+    assert (err.code, err.message) == ("010041", "Semantic error: Unexpected data type BOOLE of c4, ")
+    assert (
+        error(engine, 'CREATE TABLE "tb/1" (c BIGINT)').message
+        == "sql parser error: not supported keyword contains '/': tb/1"
+    )
+    assert error(engine, "ALTER TABLE t0 DROP c7").message == "Semantic error: Can't drop tag column c7."
+    assert error(engine, "ALTER TABLE t0 ADD TAG c7").message == "Semantic error: column c7 already exists in table t0"

@@ -110,7 +110,7 @@ def check_name(name: str) -> None:
     if not name.strip():
         raise errors.invalid_param("Name cannot be empty or contain only spaces")
     if "/" in name:
-        raise errors.invalid_param(f"Name '{name}' cannot contain '/'")
+        raise errors.sql_parser(f"not supported keyword contains '/': {name}")
 
 
 @dataclass
@@ -164,13 +164,15 @@ class Table:
         return [c for c in self.columns if c.kind == "FIELD"]
 
     def arrow_schema(self, time_unit: str) -> pa.Schema:
-        """`SELECT *` order as CnosDB: time, tags, fields (each group in creation order)."""
-        ordered = (
-            [pa.field("time", pa.timestamp(time_unit), nullable=False)]
-            + [pa.field(name, pa.string()) for name in self.tags]
-            + [pa.field(c.name, FIELD_TYPES[c.sql_type]) for c in self.fields]
-        )
-        return pa.schema(ordered)
+        """`SELECT *` order as CnosDB: time, then the columns in the order they were created (a new table lists
+        its tags before its fields; columns added later follow)."""
+        fields = [pa.field("time", pa.timestamp(time_unit), nullable=False)]
+        for column in self.columns:
+            if column.kind == "TAG":
+                fields.append(pa.field(column.name, pa.string()))
+            elif column.kind == "FIELD":
+                fields.append(pa.field(column.name, FIELD_TYPES[column.sql_type]))
+        return pa.schema(fields)
 
 
 @dataclass

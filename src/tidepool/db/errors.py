@@ -127,7 +127,7 @@ def invalid_param(reason: str) -> DbError:
 
 
 def column_already_exists(table: str, column: str) -> DbError:
-    return DbError("010028", f"Semantic error:  column {column} already exists in table {table}")
+    return DbError("010028", f"Semantic error: column {column} already exists in table {table}")
 
 
 def column_not_exists(table: str, column: str) -> DbError:

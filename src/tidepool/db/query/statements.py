@@ -168,8 +168,7 @@ def _describe(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryR
         table = db.tables.get(name)
         if table is None:
             raise errors.table_not_found(tenant, database, name)
-        columns = [c for c in table.columns if c.kind == "TIME"] + [c for c in table.columns if c.kind == "TAG"] \
-            + [c for c in table.columns if c.kind == "FIELD"]  # fmt: skip
+        columns = [c for c in table.columns if c.kind == "TIME"] + [c for c in table.columns if c.kind != "TIME"]
     return _table_result(pa.table({
         "column_name": pa.array([c.name for c in columns], pa.string()),
         "data_type": pa.array([c.sql_type for c in columns], pa.string()),
@@ -404,12 +403,16 @@ def _create_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> Qu
             cur.expect(")")
         else:
             column = cur.name()
-            sql_type = _sql_type(cur)
+            sql_type = _sql_type(cur, column)
             codec = "DEFAULT"
             if cur.accept("CODEC"):
                 cur.expect("(")
+                if cur.accept(")"):
+                    raise errors.sql_parser("expect codec encoding type in ()")
                 codec = cur.next().upper
                 cur.expect(")")
+                if not any(codec in allowed for allowed in _CODECS.values()):
+                    raise errors.sql_parser(f"{codec} is not valid encoding")
                 if codec not in _CODECS[sql_type]:
                     raise errors.DbError("010042", f"Semantic error: Unsupported encoding type {codec.title()} for "
                                                    f"{sql_type}")  # fmt: skip
@@ -423,19 +426,19 @@ def _create_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> Qu
     _expect_end(cur)
     if not table.fields:
         raise errors.at_least_one_field()
+    table.columns.sort(key=lambda c: c.kind != "TAG")  # as CnosDB: tags first, each group in declared order
     engine.create_table(tenant, database, table, if_not_exists)
     return _result(_NO_ROWS, [])
 
 
-def _sql_type(cur: Cursor) -> str:
+def _sql_type(cur: Cursor, column: str) -> str:
     word = cur.next().upper
     if word == "BIGINT":
         return "BIGINT UNSIGNED" if cur.accept("UNSIGNED") else "BIGINT"
     aliases = {"DOUBLE": "DOUBLE", "STRING": "STRING", "BOOLEAN": "BOOLEAN", "BOOL": "BOOLEAN"}
     if word in aliases:
         return aliases[word]
-    raise errors.sql_parser(f"Expected a column type (BIGINT, BIGINT UNSIGNED, DOUBLE, STRING, BOOLEAN), found: "
-                            f"{word}")  # fmt: skip
+    raise errors.DbError("010041", f"Semantic error: Unexpected data type {word} of {column}, ")
 
 
 def _drop(engine: Engine, tenant: str, database: str, cur: Cursor) -> QueryResult:
@@ -460,7 +463,7 @@ def _alter_table(engine: Engine, tenant: str, database: str, cur: Cursor) -> Que
         column = Column(cur.name(), "TAG", "STRING")
     elif cur.accept("ADD", "FIELD"):
         column_name = cur.name()
-        column = Column(column_name, "FIELD", _sql_type(cur))
+        column = Column(column_name, "FIELD", _sql_type(cur, column_name))
     elif cur.accept("DROP"):
         dropped = cur.name()
         _expect_end(cur)
