@@ -8,22 +8,18 @@ through both, under several option sets. Times are not compared (both use "now")
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.interop.test_agent_telegraf_serializer import build_go_program
 from tidepool.agent.plugins import ParseError
 from tidepool.agent.plugins.parsers.json import JSONParser
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
-
-TELEGRAF_VERSION = "v1.37.2"
-CACHE = Path(os.environ.get("TIDEPOOL_TEST_CACHE", Path.home() / ".cache" / "tidepool-tests"))
 
 PROGRAM = r"""// Reads one hex-encoded payload per line, parses it with Telegraf's JSON parser, prints metrics as JSON.
 package main
@@ -99,28 +95,7 @@ func main() {
 
 
 def telegraf_json_parser() -> Path:
-    """The built program; skips the test (saying why) when Go or the module proxy is not available."""
-    if shutil.which("go") is None:
-        pytest.skip("comparing with Telegraf's JSON parser needs `go`")
-    home = CACHE / f"telegraf-json-parser-{TELEGRAF_VERSION}"
-    binary = home / "telegraf-json-parser"
-    if binary.exists():
-        return binary
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "main.go").write_text(PROGRAM)
-    steps = [
-        ["go", "mod", "init", "telegrafjsonparser"],
-        ["go", "get", f"github.com/influxdata/telegraf@{TELEGRAF_VERSION}"],
-        ["go", "mod", "tidy"],
-        ["go", "build", "-o", str(binary), "."],
-    ]
-    if (home / "go.mod").exists():
-        steps = steps[1:]
-    for step in steps:
-        result = subprocess.run(step, cwd=home, capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            pytest.skip(f"could not build Telegraf's JSON parser ({' '.join(step)}): {result.stderr[-500:]}")
-    return binary
+    return build_go_program("telegraf-json-parser", PROGRAM)
 
 
 KEYS = ["pressure", "temperature", "t", "tag", "site", "s", "str", "n", "name", "a", "b", "x", "é"]

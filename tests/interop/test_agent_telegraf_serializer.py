@@ -95,18 +95,21 @@ func main() {
 """
 
 
-def telegraf_serializer() -> Path:
-    """The built program; skips the test (saying why) when Go or the module proxy is not available."""
+def build_go_program(name: str, source: str) -> Path:
+    """`source` (package main, importing Telegraf at TELEGRAF_VERSION) built once under the test cache.
+
+    Skips the calling test, saying why, when Go or the module proxy is not available.
+    """
     if shutil.which("go") is None:
-        pytest.skip("comparing with Telegraf's serializer needs `go`")
-    home = CACHE / f"telegraf-serializer-{TELEGRAF_VERSION}"
-    binary = home / "telegraf-serializer"
-    if binary.exists():
+        pytest.skip(f"comparing with Telegraf ({name}) needs `go`")
+    home = CACHE / f"{name}-{TELEGRAF_VERSION}"
+    binary = home / name
+    if binary.exists() and (home / "main.go").read_text() == source:
         return binary
     home.mkdir(parents=True, exist_ok=True)
-    (home / "main.go").write_text(PROGRAM)
+    (home / "main.go").write_text(source)
     steps = [
-        ["go", "mod", "init", "telegrafserializer"],
+        ["go", "mod", "init", name.replace("-", "")],
         ["go", "get", f"github.com/influxdata/telegraf@{TELEGRAF_VERSION}"],
         ["go", "mod", "tidy"],
         ["go", "build", "-o", str(binary), "."],
@@ -116,8 +119,12 @@ def telegraf_serializer() -> Path:
     for step in steps:
         result = subprocess.run(step, cwd=home, capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
-            pytest.skip(f"could not build Telegraf's serializer ({' '.join(step)}): {result.stderr[-500:]}")
+            pytest.skip(f"could not build {name} ({' '.join(step)}): {result.stderr[-500:]}")
     return binary
+
+
+def telegraf_serializer() -> Path:
+    return build_go_program("telegraf-serializer", PROGRAM)
 
 
 ALPHABET = ["a", "b", "z", "_", " ", ",", "=", '"', "\\", "\t", "\n", "\r", "\f", "é", "水", "🌊", "0", "-"]

@@ -1,17 +1,20 @@
 """Timestamps as Telegraf's internal.ParseTimestamp reads them: unix epochs, Go's named formats, Go layouts.
 
-`unix`, `unix_ms`, `unix_us`, `unix_ns` take a number or a numeric string ("." or "," as decimal separator); the
-exact fraction is truncated to nanoseconds. Anything else is a Go time layout (reference time
-`Mon Jan 2 15:04:05 MST 2006`) or one of Go's named layouts (`rfc3339`, `ansic`, … case-insensitive). Text without
-a zone offset is read in the given timezone; a zone abbreviation (layout `MST`) is looked up as an IANA name.
+`unix`, `unix_ms`, `unix_us`, `unix_ns` (exactly so spelled) take a number or a numeric string ("." or "," as
+decimal separator, spaces ignored, also `a/b` and 0x… as Go's big.Rat reads them); the exact value is rounded down
+to nanoseconds. Anything else is a Go time layout (reference time `Mon Jan 2 15:04:05 MST 2006`) or one of Go's
+named layouts (`rfc3339`, `ansic`, … case-insensitive). Text without a zone offset is read in the given timezone;
+a zone abbreviation (layout `MST`) is looked up as an IANA name (CET and EST resolve, CEST and IST are errors).
+Checked against Telegraf's own parsing by tests/interop/test_agent_telegraf_timestamps.py.
 """
 
 from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 import re
-from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -168,7 +171,7 @@ def parse_layout(layout: str, text: str, timezone: str = "") -> int:
         tz = _offset(g["offset"])
     elif g.get("zone_name"):
         zone = g["zone_name"]
-        tz = _offset(zone if len(zone) > 3 else zone + "00") if zone[0] in "+-" else _zone_abbreviation(zone)
+        tz = _zone_abbreviation(zone)  # a numeric zone here ("+11") is not a name either: an error, as in Telegraf
     else:
         tz = _zone(timezone)
     try:
@@ -183,35 +186,62 @@ def parse_layout(layout: str, text: str, timezone: str = "") -> int:
 
 
 def _zone_abbreviation(name: str) -> dt.tzinfo:
-    if name in ("UTC", "GMT", "Z"):
+    """Telegraf (since v1.27) resolves a zone abbreviation as an IANA name: CET and EST work, CEST and IST fail."""
+    if name == "UTC":
         return dt.UTC
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC  # Go reads an unknown abbreviation as a zero-offset zone of that name
+        raise TimestampError(f'cannot resolve timezone abbreviation "{name}": unknown time zone {name}') from None
+
+
+_DIGITS = r"\d(?:_?\d)*"  # Go allows an underscore between digits
+_DECIMAL = re.compile(rf"[+-]?(?:{_DIGITS}\.?(?:{_DIGITS})?|\.{_DIGITS})(?:[eE][+-]?\d+)?")
+_PREFIXED_INT = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+)")
+
+
+def _go_rational(text: str) -> Fraction | None:
+    """Go's big.Rat.SetString for the forms timestamps use: decimals with exponent, `a/b`, 0x/0b/0o integers."""
+    if "/" in text:
+        numerator, _, denominator = text.partition("/")
+        top, bottom = _go_rational(numerator), _go_rational(denominator)
+        if top is None or bottom is None or bottom == 0 or "." in text or denominator[:1] in "+-":
+            return None
+        return top / bottom
+    if _DECIMAL.fullmatch(text):
+        return Fraction(text.replace("_", ""))
+    prefixed = _PREFIXED_INT.fullmatch(text)
+    if prefixed:
+        return Fraction((-1 if prefixed.group(1) == "-" else 1) * int(prefixed.group(2), 0))
+    return None
 
 
 def parse_unix(unit_ns: int, value: object) -> int:
+    """As Telegraf: exact arithmetic, rounded down; in strings spaces are dropped and a comma is a decimal point."""
     if isinstance(value, bool):
-        raise TimestampError(f"unsupported type {type(value).__name__}")
-    try:
-        if isinstance(value, int):
-            return value * unit_ns
-        if isinstance(value, float):
-            return int(Decimal(value) * unit_ns)
-        if isinstance(value, str):
-            return int(Decimal(value.strip().replace(",", ".")) * unit_ns)
-    except (InvalidOperation, ValueError):
-        raise TimestampError(f'invalid unix timestamp "{value}"') from None
-    raise TimestampError(f"unsupported type {type(value).__name__}")
+        raise TimestampError("unsupported type")
+    if isinstance(value, int):
+        return value * unit_ns
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TimestampError("invalid number")
+        return math.floor(Fraction(value) * unit_ns)
+    if isinstance(value, str):
+        text = value.replace(" ", "")
+        text = text.replace(",", ".", 1) if "," in text else text
+        rational = _go_rational(text)
+        if rational is None:
+            raise TimestampError("invalid number")
+        return math.floor(rational * unit_ns)
+    raise TimestampError("unsupported type")
 
 
 def parse_timestamp(fmt: str, value: object, timezone: str = "") -> int:
     """Nanoseconds since the epoch of `value` in Telegraf timestamp format `fmt`."""
-    unit = UNIX_UNITS.get(fmt.lower())
+    unit = UNIX_UNITS.get(fmt)  # case matters here (not for the named layouts), as in Telegraf
     if unit is not None:
         return parse_unix(unit, value)
     if not isinstance(value, str):
-        raise TimestampError(f"unsupported type {type(value).__name__}")
+        raise TimestampError("unsupported type")
     layout = NAMED_LAYOUTS.get(fmt.lower(), fmt)
     return parse_layout(layout, value, timezone)
