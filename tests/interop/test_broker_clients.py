@@ -108,6 +108,7 @@ def test_kafka_python_produces_and_consumes(broker: BrokerProcess, codec: str) -
     producer.flush(20)
     assert [f.get(10).offset for f in futures] == list(range(COUNT))
     producer.close(5)
+    assert "for client kafka-python-producer" in broker.log_tail(2000), "idempotent by default: InitProducerId"
     consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition(topic, 0)])
     consumer.seek_to_beginning()
