@@ -354,8 +354,7 @@ def test_console_tools_carry_keys_and_print_them(broker: BrokerProcess) -> None:
         "console-keys",
         "--property",
         "parse.key=true",
-        "--property",
-        "key.separator=:",
+        "key.separator=:",  # several NAME=VALUE may follow one --property
         input="buoy-1:21.5\nbuoy-2:19.0\nbuoy-1:21.7\n",
     )
     printed = tidepool_cli(

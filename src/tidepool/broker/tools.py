@@ -174,13 +174,21 @@ def _properties(items: tuple[str, ...]) -> dict[str, str]:
     metavar="NAME=VALUE",
     help="librdkafka producer setting, e.g. acks=1 or compression.type=zstd.",
 )
+@click.argument("more_properties", nargs=-1, metavar="[NAME=VALUE]...")
 def console_producer(
-    bootstrap_server: str, topic: str, properties: tuple[str, ...], producer_properties: tuple[str, ...]
+    bootstrap_server: str,
+    topic: str,
+    properties: tuple[str, ...],
+    producer_properties: tuple[str, ...],
+    more_properties: tuple[str, ...],
 ) -> None:
-    """Send each line of standard input as one message."""
+    """Send each line of standard input as one message.
+
+    Properties may follow one `--property` as bare NAME=VALUE words: `--property parse.key=true key.separator=:`.
+    """
     from confluent_kafka import Producer
 
-    props = _properties(properties)
+    props = _properties(properties + more_properties)
     parse_key = props.get("parse.key", "false").lower() == "true"
     separator = props.get("key.separator", "\t")
     config = {"bootstrap.servers": bootstrap_server, "acks": "all", "linger.ms": 5, "log_level": 3}
@@ -227,6 +235,7 @@ def console_producer(
     metavar="NAME=VALUE",
     help="print.key=true, print.offset=true, print.partition=true, key.separator=SEP.",
 )
+@click.argument("more_properties", nargs=-1, metavar="[NAME=VALUE]...")
 def console_consumer(
     bootstrap_server: str,
     topic: str,
@@ -236,13 +245,17 @@ def console_consumer(
     partition: int | None,
     timeout_ms: int | None,
     properties: tuple[str, ...],
+    more_properties: tuple[str, ...],
 ) -> None:
-    """Print messages of a topic to standard output, one per line."""
+    """Print messages of a topic to standard output, one per line.
+
+    Properties may follow one `--property` as bare NAME=VALUE words: `--property print.key=true key.separator=:`.
+    """
     import time
 
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
 
-    props = _properties(properties)
+    props = _properties(properties + more_properties)
     separator = props.get("key.separator", "\t")
     config: dict[str, Any] = {
         "bootstrap.servers": bootstrap_server,
