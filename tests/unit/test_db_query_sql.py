@@ -448,3 +448,18 @@ def test_create_table_checks_and_column_order_as_cnosdb(engine: Engine) -> None:
     )
     assert error(engine, "ALTER TABLE t0 DROP c7").message == "Semantic error: Can't drop tag column c7."
     assert error(engine, "ALTER TABLE t0 ADD TAG c7").message == "Semantic error: column c7 already exists in table t0"
+
+
+def test_insert_cast_errors_as_cnosdb(engine: Engine) -> None:
+    run(engine, "CREATE TABLE t0 (c1 BIGINT, c3 BIGINT UNSIGNED, c4 BOOLEAN, c5 DOUBLE, TAGS(c6))")
+    insert = "INSERT INTO t0 (TIME, c1, c3, c4, c5, c6) VALUES ({}, -1234, {}, false, {}, 'beijing')"
+    err = error(engine, insert.format(101, -1234, 1.2))
+    assert (err.code, err.message) == ("010002", "Arrow: Cast error: Can't cast value -1234 to type UInt64")
+    assert error(engine, insert.format(102, 1234, "'failed'")).message == (
+        "Arrow: Cast error: Cannot cast string 'failed' to value of Float64 type"
+    )
+    assert error(engine, insert.format(0.1, 1234, 1.2)).message == (
+        "Datafusion: This feature is not implemented: Unsupported CAST from Float64 to Timestamp(Nanosecond, None)"
+    )
+    assert run(engine, insert.format(103, 1234, "'1.5'")).to_pylist() == [{"rows": 1}]
+    assert run(engine, "SELECT c3, c5 FROM t0").to_pylist() == [{"c3": 1234, "c5": 1.5}]

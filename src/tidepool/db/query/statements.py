@@ -599,17 +599,39 @@ def _literal_column(values: list[Literal], column: Column, unit: str) -> pa.Arra
             raise errors.datafusion("Arrow error: Cast error: time out of range") from None
     if column.kind == "TAG":
         return pa.array([None if v is None else str(v) for v in values], pa.string())
-    target = FIELD_TYPES[column.sql_type]
-    try:
-        if column.sql_type == "STRING":
-            return pa.array([None if v is None else str(v) for v in values], pa.string())
-        if column.sql_type == "BOOLEAN":
-            return pa.array(values, pa.bool_())
-        if column.sql_type == "DOUBLE":
-            return pa.array([None if v is None else float(v) for v in values], target)
-        return pa.array([None if v is None else int(v) for v in values], target)
-    except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
-        raise errors.datafusion(f"Arrow error: Cast error: column {column.name}: {exc}") from None
+    return pa.array([_field_value(v, column.sql_type) for v in values], FIELD_TYPES[column.sql_type])
+
+
+_ARROW_NAMES = {"DOUBLE": "Float64", "BIGINT": "Int64", "BIGINT UNSIGNED": "UInt64", "BOOLEAN": "Boolean"}
+_INT_RANGES = {"BIGINT": (-(2**63), 2**63 - 1), "BIGINT UNSIGNED": (0, 2**64 - 1)}
+
+
+def _field_value(value: Literal, sql_type: str) -> Literal:
+    """One INSERT literal as a value of a field's type, with Arrow's cast errors as CnosDB reports them."""
+    if value is None:
+        return None
+    if sql_type == "STRING":
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    name = _ARROW_NAMES[sql_type]
+    if isinstance(value, str):
+        try:
+            return pa.scalar(value).cast(FIELD_TYPES[sql_type]).as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise _cast_error(f"Cannot cast string '{value}' to value of {name} type") from None
+    if sql_type == "BOOLEAN":
+        return bool(value)
+    if sql_type == "DOUBLE":
+        return float(value)
+    if isinstance(value, float) and not value.is_integer():
+        raise _cast_error(f"Cannot cast value {value} to type {name} without losing its fraction")
+    low, high = _INT_RANGES[sql_type]
+    if not low <= int(value) <= high:
+        raise _cast_error(f"Can't cast value {value} to type {name}")
+    return int(value)
+
+
+def _cast_error(detail: str) -> DbError:
+    return DbError("010002", f"Arrow: Cast error: {detail}")
 
 
 def _time_literal(value: Literal, unit: str) -> int | None:
@@ -623,7 +645,11 @@ def _time_literal(value: Literal, unit: str) -> int | None:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 continue
         raise errors.datafusion(f"Arrow error: Parser error: Error parsing timestamp from '{value}'")
-    raise errors.datafusion(f"Arrow error: Cast error: Cannot cast {value!r} to TIMESTAMP")
+    arrow_unit = {"ns": "Nanosecond", "us": "Microsecond", "ms": "Millisecond"}[unit]
+    source = "Float64" if isinstance(value, float) else "Boolean"
+    raise errors.datafusion(
+        f"This feature is not implemented: Unsupported CAST from {source} to Timestamp({arrow_unit}, None)"
+    )
 
 
 def _cast_insert_column(values: pa.Array, column: Column, unit: str) -> pa.Array:
