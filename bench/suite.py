@@ -705,7 +705,8 @@ def kcat_binary() -> str:
 def first_error(stderr: bytes) -> str:
     """The first line of a tool's stderr that says what went wrong (librdkafka's `%3|…|FAIL|…` lines included)."""
     lines = [line.strip() for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    return next((line for line in lines if "ERROR" in line or "FAIL" in line), lines[-1] if lines else "")[:300]
+    line = next((line for line in lines if "ERROR" in line or "FAIL" in line), lines[-1] if lines else "")
+    return re.sub(r"^%\d\|[\d.]+\|\w+\|[^|]*\|\s*(\[thrd:[^\]]*\]:\s*)?", "", line)[:300]
 
 
 def produce_kcat(bootstrap: str, topic: str, message_file: Path) -> None:

@@ -15,6 +15,7 @@ from bench.suite import (
     TsbsWindow,
     check_stored,
     compare_answers,
+    first_error,
     freshness_ms,
     percentile,
     post_batches,
@@ -135,3 +136,12 @@ def test_answers_that_differ_between_systems_are_named() -> None:
     differ = {**agree, "VictoriaMetrics": {"count(*)": Answer(1, 99.0)}}
     (line,) = compare_answers(differ)
     assert line.startswith("answers to 'count(*)' differ: tidepool db 100.0000, InfluxDB 100.0000, VictoriaMetrics")
+
+
+def test_a_tools_error_is_its_first_failure_line_without_librdkafkas_prefix() -> None:
+    stderr = (
+        b"%4|1795612634.923|FAIL|rdkafka#producer-1| [thrd:127.0.0.1:4/bootstrap]: 127.0.0.1:4/bootstrap: "
+        b"ApiVersionRequest failed: Local: Read underflow\n% ERROR: Local: All broker connections are down\n"
+    )
+    assert first_error(stderr) == "127.0.0.1:4/bootstrap: ApiVersionRequest failed: Local: Read underflow"
+    assert first_error(b"plain trouble\n") == "plain trouble"
