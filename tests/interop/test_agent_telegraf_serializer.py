@@ -1,4 +1,4 @@
-"""The agent's influx serializer against Telegraf's own, byte for byte.
+"""The agent's influx and json serializers against Telegraf's own, byte for byte.
 
 Telegraf's serializer package (github.com/influxdata/telegraf, pinned below) is built from the Go module proxy
 into a tiny program that reads metrics as JSON and prints what Telegraf writes for each (hex) or `ERR <reason>`.
@@ -196,3 +196,120 @@ def test_influx_serializer_writes_what_telegraf_writes(uint_support: bool, max_l
         if answer.startswith("ERR ") or bytes.fromhex(answer) != got:
             mismatches.append((metric, answer if answer.startswith("ERR") else bytes.fromhex(answer), got))
     assert mismatches == [], f"{len(mismatches)} of {len(pairs)} differ, e.g. {mismatches[:3]}"
+
+
+JSON_PROGRAM = r"""// Reads one metric per line as JSON and prints Telegraf's JSON serialization of it in hex; after every
+// 50 metrics also the batch of those 50, tagged "B ".
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/influxdata/telegraf"
+	"github.com/influxdata/telegraf/config"
+	"github.com/influxdata/telegraf/metric"
+	serializer "github.com/influxdata/telegraf/plugins/serializers/json"
+)
+
+func main() {
+	units := flag.Int64("units-ns", int64(time.Second), "")
+	layout := flag.String("format", "", "")
+	flag.Parse()
+	s := &serializer.Serializer{TimestampUnits: config.Duration(*units), TimestampFormat: *layout}
+	if err := s.Init(); err != nil {
+		panic(err)
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	batch := []telegraf.Metric{}
+	for sc.Scan() {
+		var in struct {
+			Name   string
+			Tags   map[string]string
+			Fields map[string][2]string
+			Time   int64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &in); err != nil {
+			panic(err)
+		}
+		fields := map[string]interface{}{}
+		for k, tv := range in.Fields {
+			switch tv[0] {
+			case "f":
+				v, _ := strconv.ParseFloat(tv[1], 64)
+				fields[k] = v
+			case "i":
+				v, _ := strconv.ParseInt(tv[1], 10, 64)
+				fields[k] = v
+			case "u":
+				v, _ := strconv.ParseUint(tv[1], 10, 64)
+				fields[k] = v
+			case "b":
+				fields[k] = tv[1] == "true"
+			default:
+				fields[k] = tv[1]
+			}
+		}
+		m := metric.New(in.Name, in.Tags, fields, time.Unix(0, in.Time))
+		b, err := s.Serialize(m)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(out, "%s\n", hex.EncodeToString(b))
+		batch = append(batch, m)
+		if len(batch) == 50 {
+			b, err := s.SerializeBatch(batch)
+			if err != nil {
+				panic(err)
+			}
+			fmt.Fprintf(out, "B %s\n", hex.EncodeToString(b))
+			batch = batch[:0]
+		}
+	}
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("units_ns", "layout"),
+    [
+        (10**9, ""),
+        (10**6, ""),
+        (1_500_000_000, ""),  # Telegraf rounds the unit down to a power of ten: 1s
+        (1, ""),
+        (10**9, "2006-01-02T15:04:05.999999999Z07:00"),
+        (10**9, "Mon Jan _2 03:04:05.000 PM MST 2006 (002)"),
+    ],
+    ids=str,
+)
+def test_json_serializer_writes_what_telegraf_writes(units_ns: int, layout: str) -> None:
+    from tidepool.agent.plugins.serializers.json import JSONSerializer
+
+    binary = build_go_program("telegraf-json-serializer", JSON_PROGRAM)
+    pairs = random_metrics(1000, seed=units_ns % 1000 + len(layout))
+    stdin = "".join(json.dumps(doc, ensure_ascii=False) + "\n" for _m, doc in pairs)
+    argv = [str(binary), f"-units-ns={units_ns}", f"-format={layout}"]
+    result = subprocess.run(argv, input=stdin.encode(), capture_output=True, timeout=120, check=True)
+    answers = result.stdout.decode().splitlines()
+    ours = JSONSerializer(units_ns, layout)
+    singles = [a for a in answers if not a.startswith("B ")]
+    batches = [a[2:] for a in answers if a.startswith("B ")]
+    assert len(singles) == len(pairs) and len(batches) == len(pairs) // 50
+    mismatches = [
+        (metric, bytes.fromhex(answer), ours.serialize(metric))
+        for (metric, _doc), answer in zip(pairs, singles, strict=True)
+        if bytes.fromhex(answer) != ours.serialize(metric)
+    ]
+    assert mismatches == [], f"{len(mismatches)} of {len(pairs)} differ, e.g. {mismatches[:3]}"
+    for index, answer in enumerate(batches):
+        chunk = [metric for metric, _doc in pairs[index * 50 : (index + 1) * 50]]
+        assert bytes.fromhex(answer) == ours.serialize_batch(chunk)

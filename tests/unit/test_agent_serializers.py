@@ -132,6 +132,6 @@ def test_json_serializer_shape() -> None:
 
 
 def test_go_json_float_formatting() -> None:
-    assert [go_json_float(v) for v in (5.0, 0.1, 1e21, 1.5e-7, -2.5e22, 123456.789)] == [
-        "5", "0.1", "1e+21", "1.5e-07", "-2.5e+22", "123456.789",
+    assert [go_json_float(v) for v in (5.0, 0.1, 1e21, 1.5e-7, -2.5e22, 123456.789, 1e-10, 1e100)] == [
+        "5", "0.1", "1e+21", "1.5e-7", "-2.5e+22", "123456.789", "1e-10", "1e+100",
     ]  # fmt: skip

@@ -245,3 +245,45 @@ def parse_timestamp(fmt: str, value: object, timezone: str = "") -> int:
         raise TimestampError("unsupported type")
     layout = NAMED_LAYOUTS.get(fmt.lower(), fmt)
     return parse_layout(layout, value, timezone)
+
+
+def format_layout(layout: str, time_ns: int) -> str:
+    """Go's time.Format of a UTC instant with `layout` (what Telegraf's json_timestamp_format writes)."""
+    seconds, nanos = divmod(time_ns, 10**9)
+    moment = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+    hour12 = moment.hour % 12 or 12
+    words = {
+        "January": calendar.month_name[moment.month], "Jan": calendar.month_abbr[moment.month],
+        "Monday": calendar.day_name[moment.weekday()], "Mon": calendar.day_abbr[moment.weekday()],
+        "MST": "UTC", "2006": f"{moment.year:04d}",
+        "-07:00:00": "+00:00:00", "-070000": "+000000", "-07:00": "+00:00", "-0700": "+0000", "-07": "+00",
+        "Z07:00:00": "Z", "Z070000": "Z", "Z07:00": "Z", "Z0700": "Z", "Z07": "Z",
+        "002": f"{moment.timetuple().tm_yday:03d}", "__2": f"{moment.timetuple().tm_yday:>3d}",
+        "_2": f"{moment.day:>2d}", "01": f"{moment.month:02d}", "02": f"{moment.day:02d}", "03": f"{hour12:02d}",
+        "04": f"{moment.minute:02d}", "05": f"{moment.second:02d}", "06": f"{moment.year % 100:02d}",
+        "15": f"{moment.hour:02d}", "1": str(moment.month), "2": str(moment.day), "3": str(hour12),
+        "4": str(moment.minute), "5": str(moment.second),
+        "PM": "PM" if moment.hour >= 12 else "AM", "pm": "pm" if moment.hour >= 12 else "am",
+    }  # fmt: skip
+    out: list[str] = []
+    i = 0
+    while i < len(layout):
+        frac = _FRACTION.match(layout, i)
+        if frac:
+            digits = frac.group(1)
+            text = f"{nanos:09d}"[: len(digits)]
+            if digits[0] == "9":
+                text = text.rstrip("0")
+            if text:
+                out.append(layout[i] + text)
+            i = frac.end()
+            continue
+        for chunk, _pattern, _group in _CHUNKS:
+            if layout.startswith(chunk, i):
+                out.append(words[chunk])
+                i += len(chunk)
+                break
+        else:
+            out.append(layout[i])
+            i += 1
+    return "".join(out)

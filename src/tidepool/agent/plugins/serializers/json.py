@@ -1,63 +1,66 @@
-"""serializers.json — Telegraf's JSON serializer (`data_format = "json"`).
+"""serializers.json — Telegraf's JSON serializer (`data_format = "json"`), byte for byte.
 
 One metric: `{"fields":{…},"name":"…","tags":{…},"timestamp":N}` (keys sorted, as Go's encoding/json writes a
 map); a batch: `{"metrics":[…]}`; each followed by a newline. Options:
-  json_timestamp_units   unit of `timestamp` as a duration (default 1s; 1ms, 1us, 1ns …); the value is truncated
-  json_timestamp_format  a Go-style layout name: only "rfc3339"/"rfc3339nano" are supported; else an integer
-  json_nested_fields_include / json_nested_fields_exclude, json_transformation: not supported (rejected)
-Floats are written as Go does (shortest; exponent form below 1e-6 and from 1e21); NaN and ±Inf fields are skipped.
+  json_timestamp_units   unit of `timestamp` (default 1s), rounded down to a power of ten as Telegraf does; the
+                         value is the nanoseconds divided by it, truncated toward zero
+  json_timestamp_format  a Go time layout; the timestamp is then that text, in UTC
+  json_nested_fields_include / json_nested_fields_exclude, json_transformation: not supported (refused)
+Go's encoding rules are kept: floats shortest, exponent form below 1e-6 and from 1e21 (`1e-7`, `1e+21`); `<`, `>`,
+`&`, U+2028 and U+2029 escaped as \u003c …; NaN and ±Inf fields skipped. Checked against Telegraf's own serializer
+by tests/interop/test_agent_telegraf_serializer.py.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 
 import orjson
 
 from tidepool.agent.options import ConfigError, PluginOptions
 from tidepool.agent.plugins.serializers import SERIALIZERS
-from tidepool.lineproto import Metric
+from tidepool.agent.timeparse import format_layout
+from tidepool.lineproto import Metric, format_float
+
+_HTML_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def go_json_float(value: float) -> str:
-    """encoding/json's float64: 'f' format for 1e-6 <= |v| < 1e21, else 'e' with a two-digit minimum exponent."""
+    """encoding/json's float64: 'f' for 1e-6 <= |v| < 1e21, else 'e' (two-digit exponent, but `e-7` not `e-07`)."""
     magnitude = abs(value)
     if magnitude != 0 and (magnitude < 1e-6 or magnitude >= 1e21):
-        mantissa, _, exponent = repr(value).partition("e")
-        if not exponent:
-            mantissa, _, exponent = format(value, ".17g").partition("e")
+        mantissa, _, exponent_text = repr(value).partition("e")
         if mantissa.endswith(".0"):
             mantissa = mantissa[:-2]
-        sign = "-" if exponent.startswith("-") else "+"
-        digits = exponent.lstrip("+-").lstrip("0").rjust(2, "0")
-        return f"{mantissa}e{sign}{digits}"
-    text = repr(value)
-    if "e" in text:
-        from tidepool.lineproto import format_float
-
-        return format_float(value)
-    return text[:-2] if text.endswith(".0") else text
+        exponent = int(exponent_text)
+        if -10 < exponent < 0:
+            return f"{mantissa}e-{-exponent}"
+        return f"{mantissa}e{'-' if exponent < 0 else '+'}{abs(exponent):02d}"
+    return format_float(value)
 
 
-def _json_string(text: str) -> str:
-    return orjson.dumps(text).decode()
+def go_json_string(text: str) -> str:
+    """encoding/json's string: orjson's escaping plus Go's HTML-safe escapes."""
+    return orjson.dumps(text).decode().translate(_HTML_SAFE)
+
+
+def _power_of_ten_below(units_ns: int) -> int:
+    unit = 1
+    while unit * 10 <= units_ns:
+        unit *= 10
+    return unit
 
 
 class JSONSerializer:
     def __init__(self, timestamp_units_ns: int = 10**9, timestamp_format: str = "") -> None:
-        self.units = max(1, timestamp_units_ns)
-        self.timestamp_format = timestamp_format.lower()
+        self.units = _power_of_ten_below(timestamp_units_ns) if timestamp_units_ns > 0 else 10**9
+        self.timestamp_format = timestamp_format
 
     def _timestamp(self, time_ns: int) -> str:
-        if self.timestamp_format in ("rfc3339", "rfc3339nano"):
-            moment = dt.datetime.fromtimestamp(time_ns // 10**9, dt.UTC)
-            nanos = time_ns % 10**9
-            text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-            if self.timestamp_format == "rfc3339nano" and nanos:
-                text += "." + f"{nanos:09d}".rstrip("0")
-            return _json_string(text + "Z")
-        return str(time_ns // self.units)
+        if self.timestamp_format:
+            return go_json_string(format_layout(self.timestamp_format, time_ns))
+        quotient = abs(time_ns) // self.units
+        return str(-quotient if time_ns < 0 else quotient)
 
     def _object(self, metric: Metric) -> str:
         fields: list[str] = []
@@ -72,11 +75,11 @@ class JSONSerializer:
                     continue
                 text = go_json_float(value)
             else:
-                text = _json_string(value)
-            fields.append(f"{_json_string(key)}:{text}")
-        tags = ",".join(f"{_json_string(k)}:{_json_string(metric.tags[k])}" for k in sorted(metric.tags))
+                text = go_json_string(value)
+            fields.append(f"{go_json_string(key)}:{text}")
+        tags = ",".join(f"{go_json_string(k)}:{go_json_string(metric.tags[k])}" for k in sorted(metric.tags))
         return (
-            f'{{"fields":{{{",".join(fields)}}},"name":{_json_string(metric.name)},'
+            f'{{"fields":{{{",".join(fields)}}},"name":{go_json_string(metric.name)},'
             f'"tags":{{{tags}}},"timestamp":{self._timestamp(metric.time)}}}'
         )
 
@@ -90,10 +93,7 @@ class JSONSerializer:
 @SERIALIZERS.add("json")
 def make_json_serializer(opts: PluginOptions) -> JSONSerializer:
     units = opts.duration("json_timestamp_units", 1.0)
-    fmt = opts.string("json_timestamp_format")
-    if fmt and fmt.lower() not in ("rfc3339", "rfc3339nano", "unix"):
-        raise ConfigError(f"plugin {opts.plugin}: json_timestamp_format {fmt!r} is not supported by tidepool")
     for absent in ("json_transformation", "json_nested_fields_include", "json_nested_fields_exclude"):
         if absent in opts and opts.raw(absent):
             raise ConfigError(f"plugin {opts.plugin}: {absent} is not supported by tidepool")
-    return JSONSerializer(round(units * 1e9) if units > 0 else 10**9, "" if fmt.lower() == "unix" else fmt)
+    return JSONSerializer(round(units * 1e9), opts.string("json_timestamp_format"))
