@@ -235,10 +235,10 @@ class Engine:
                 raise errors.line_protocol("timestamp overflow") from None
             if parsed.num_points == 0:
                 return 0
-            record = b"".join((
-                bytes([_REC_LINES]), _encode_names(tenant, database), struct.pack("<q", now_ns),
-                _precision_tag(precision), bytes(body),
-            ))  # fmt: skip
+            record = (
+                bytes([_REC_LINES]) + _encode_names(tenant, database) + struct.pack("<q", now_ns)
+                + _precision_tag(precision), bytes(body),
+            )  # fmt: skip
             with self._lock:
                 db = self.catalog.database(tenant, database)
                 seq = self._ingest(tenant, db, _chunks_from_lines(parsed, db.options.time_unit), record)
@@ -257,13 +257,13 @@ class Engine:
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, chunk.data.schema) as writer:
                 writer.write_table(chunk.data)
-            record = bytes([_REC_TABLE]) + _encode_names(tenant, database, table) + sink.getvalue().to_pybytes()
+            record = (bytes([_REC_TABLE]) + _encode_names(tenant, database, table), sink.getvalue().to_pybytes())
             seq = self._ingest(tenant, db, [chunk], record)
         self.wal.wait_durable(seq)
         self._after_write(data.num_rows)
         return data.num_rows
 
-    def _ingest(self, tenant: str, db: Database, chunks: list[Chunk], record: bytes | None) -> int:
+    def _ingest(self, tenant: str, db: Database, chunks: list[Chunk], record: tuple[bytes, ...] | None) -> int:
         """Check `chunks` against the schemas, then log and buffer them. Caller holds the lock."""
         changes = _schema_changes(db, chunks)
         if db.options.ttl_ns is not None:
@@ -278,7 +278,7 @@ class Engine:
                 table.columns.extend(columns)
             if record is not None:
                 self.catalog.save()
-        seq = self.wal.append(record) if record is not None else 0
+        seq = self.wal.append(*record) if record is not None else 0
         for chunk in chunks:
             self.memtable.insert((tenant, db.name, chunk.table), chunk.data, chunk.min_time, chunk.max_time)
         if self._memtable_since is None:

@@ -105,16 +105,25 @@ class WriteAheadLog:
             self._syncer = threading.Thread(target=self._sync_periodically, name="wal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, payload: bytes) -> int:
-        """Write one frame; returns its sequence number (pass it to `wait_durable`)."""
-        frame = _HEADER.pack(MAGIC, len(payload), crc32c.crc32c(payload)) + payload
+    def append(self, *parts: bytes) -> int:
+        """Write one frame whose payload is `parts` joined; returns its sequence number (for `wait_durable`).
+
+        The parts are checksummed and written in place (writev), so a large body is never copied."""
+        checksum = 0
+        for part in parts:
+            checksum = crc32c.crc32c(part, checksum)
+        length = sum(len(p) for p in parts)
+        buffers = [memoryview(b) for b in (_HEADER.pack(MAGIC, length, checksum), *parts) if b]
         with self._lock:
-            view = memoryview(frame)
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+            while buffers:
+                written = os.writev(self._fd, buffers)
+                while buffers and written >= len(buffers[0]):
+                    written -= len(buffers[0])
+                    buffers.pop(0)
+                if buffers and written:
+                    buffers[0] = buffers[0][written:]
             self.written_seq += 1
-            self.bytes_written += len(frame)
+            self.bytes_written += _HEADER.size + length
             return self.written_seq
 
     def wait_durable(self, seq: int) -> None:
