@@ -198,8 +198,8 @@ def test_influx_serializer_writes_what_telegraf_writes(uint_support: bool, max_l
     assert mismatches == [], f"{len(mismatches)} of {len(pairs)} differ, e.g. {mismatches[:3]}"
 
 
-JSON_PROGRAM = r"""// Reads one metric per line as JSON, prints Telegraf's JSON serialization of it in hex; after every 50
-// metrics also the batch of those 50, tagged "B ".
+JSON_PROGRAM = r"""// Reads one metric per line as JSON, prints Telegraf's JSON serialization of it in hex;
+// after every 50 metrics also the batch of those 50, tagged "B ".
 package main
 
 import (
