@@ -1082,7 +1082,7 @@ def pipeline_setups() -> list[PipelineSetup]:
     from bench.peers.tidepool import TidepoolBroker
 
     return [
-        PipelineSetup("tidepool (broker, agent, db)", "tidepool broker", TidepoolBroker),
+        PipelineSetup("tidepool broker + agent + db", "tidepool broker", TidepoolBroker),
         PipelineSetup("tidepool agent + db on Apache Kafka", "Apache Kafka", ApacheKafkaPeer),
     ]
 
