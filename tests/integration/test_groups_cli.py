@@ -80,6 +80,7 @@ def test_groups_cli_lists_describes_resets_and_deletes(broker: BrokerProcess) ->
             ("0", "5", "5", "0", "cli-test"),
             ("1", "2", "5", "3", "cli-test"),
         ]
+        assert {r[-2] for r in table[1:]} == {"/127.0.0.1"}  # the member's client address, as Kafka shows it
 
         refused = groups_cli(broker, "reset-offsets", "--group", "tide-gauges", "--topic", "levels", "--to-earliest")
         assert refused.returncode == 1

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tidepool.broker.config import BrokerConfig
+from tidepool.broker.groups.api import client_host
 from tidepool.broker.handlers import BrokerHandlers, CloseConnection
 from tidepool.broker.log.manager import LogManager
 from tidepool.broker.log.partition import PartitionLog
@@ -179,6 +180,8 @@ class BrokerServer:
         assert task is not None
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        if peer:  # the group coordinator shows each member's address (`/127.0.0.1`), as Kafka does
+            client_host.set(f"/{peer[0]}")
         frames = FrameBuffer(self.config.max_request_bytes)
         idle = self.config.connections_max_idle_ms / 1000
         try:
@@ -197,6 +200,9 @@ class BrokerServer:
         except FrameTooLarge as exc:
             log.warning("closing connection from %s: %s", peer, exc)
         except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            # shutdown: end the connection quietly (Python 3.11's stream callback logs a cancelled handler task)
             pass
         finally:
             self._connections.discard(task)
