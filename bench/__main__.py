@@ -8,6 +8,7 @@ page without running anything.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -64,7 +65,13 @@ HEADER = [
 ]
 
 
+def _stop_on_sigterm(signum: int, _frame: object) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every started server is stopped and its temp dir removed on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("parts", nargs="*", help=f"parts to run: {', '.join(PARTS)}, or report (default: all)")
     parser.add_argument(
