@@ -145,3 +145,13 @@ def test_a_tools_error_is_its_first_failure_line_without_librdkafkas_prefix() ->
     )
     assert first_error(stderr) == "127.0.0.1:4/bootstrap: ApiVersionRequest failed: Local: Read underflow"
     assert first_error(b"plain trouble\n") == "plain trouble"
+
+
+def test_sigterm_unwinds_like_an_exception_so_servers_get_stopped() -> None:
+    import signal
+
+    from bench.__main__ import _stop_on_sigterm
+
+    with pytest.raises(SystemExit) as stopped:
+        _stop_on_sigterm(signal.SIGTERM, None)
+    assert stopped.value.code == 128 + signal.SIGTERM
