@@ -307,3 +307,11 @@ def test_timestamp_overflowing_after_precision_is_a_line_protocol_error(engine: 
     with pytest.raises(DbError) as info:
         engine.write_lines("cnosdb", "public", b"m v=1 1700000000000000000", precision="s")
     assert (info.value.code, info.value.message) == ("040004", "Error parsing message: timestamp overflow")
+
+
+def test_writes_after_close_are_refused_not_lost(tmp_path: Path) -> None:
+    eng = Engine.open(tmp_path / "db", EngineConfig(background=False))
+    eng.close()
+    with pytest.raises(DbError) as info:
+        eng.write_lines("cnosdb", "public", f"m v=1 {T0}".encode())
+    assert info.value.http_status == 500 and "shutting down" in info.value.message

@@ -145,6 +145,7 @@ class Engine:
         self._background: threading.Thread | None = None
         self.wal: wal_mod.WriteAheadLog
         self._dir_lock: IO[str] | None = None
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -211,8 +212,10 @@ class Engine:
         self._wake.set()
         if self._background is not None:
             self._background.join()
-        self.flush()
-        self.wal.close()
+        with self._maintenance, self._lock:  # (that lock order everywhere) later writes are refused, not half-done
+            self._closed = True
+            self.flush()
+            self.wal.close()
         self._delete_obsolete()
         if self._dir_lock is not None:
             self._dir_lock.close()
@@ -265,6 +268,8 @@ class Engine:
 
     def _ingest(self, tenant: str, db: Database, chunks: list[Chunk], record: tuple[bytes, ...] | None) -> int:
         """Check `chunks` against the schemas, then log and buffer them. Caller holds the lock."""
+        if self._closed:
+            raise errors.internal("the database is shutting down")
         changes = _schema_changes(db, chunks)
         if db.options.ttl_ns is not None:
             cutoff = (time.time_ns() - db.options.ttl_ns) // _UNIT_NS[db.options.time_unit]
