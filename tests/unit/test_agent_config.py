@@ -58,9 +58,9 @@ def test_unknown_option_fails_with_telegrafs_message_and_line() -> None:
     with pytest.raises(ConfigError) as err:
         build(_config(text))
     assert str(err.value) == (
-        "error loading config file telegraf.conf: plugin inputs.kafka_consumer: line 2: configuration specified "
-        'the fields ["topic" "bogus"], but they were not used. This is either a typo or this config option does '
-        "not exist in this version."
+        "loading config file telegraf.conf failed: plugin inputs.kafka_consumer: line 2: configuration specified "
+        'the fields ["topic" "bogus"], but they were not used; this is either a typo or this config option does '
+        "not exist in this version"
     )
 
 
@@ -93,6 +93,9 @@ def test_env_substitution_forms() -> None:
     with pytest.raises(ConfigError, match="required variable EMPTY"):
         substitute_env("${EMPTY:?}", env)
     assert substitute_env("${EMPTY?x}", env) == ""
+    assert substitute_env("$BROKER|$MISSING|$$|$$$BROKER|${EMPTY:+p}|${EMPTY+p}|${BROKER:+p}", env) == (
+        "10.0.0.1:9092|$MISSING|$|$10.0.0.1:9092||p|p"
+    )
 
 
 def test_env_substitution_happens_after_comments_are_stripped_and_before_toml() -> None:
@@ -138,7 +141,7 @@ def test_config_directory_merges_conf_files_and_later_agent_keys_win(tmp_path: P
 def test_invalid_offset_and_missing_file_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='invalid offset "latest"'):
         build(_config(TUTORIAL.replace('data_format = "json"', 'data_format = "json"\n  offset = "latest"')))
-    with pytest.raises(ConfigError, match="error loading config file"):
+    with pytest.raises(ConfigError, match=r"loading config file .*nope.conf failed: open .*: no such file"):
         load([str(tmp_path / "nope.conf")], environ={})
     with pytest.raises(ConfigError, match="undefined but requested input: nosuch"):
         build(_config(TUTORIAL.replace("inputs.kafka_consumer", "inputs.nosuch")))

@@ -1,9 +1,10 @@
 """Telegraf TOML → typed agent config: file discovery, `${VAR}` substitution, `[agent]`, `[global_tags]`, plugins.
 
 As Telegraf does, comments are stripped first and environment variables are substituted in the remaining text
-before TOML parsing, so a string option is written `"${VAR}"` and a number or boolean bare `${VAR}`.
-Supported forms: `${VAR}`, `${VAR:-default}` (unset or empty), `${VAR-default}` (unset), `${VAR:?message}` and
-`${VAR?message}` (required); an unset variable without default is left as written. Several files (and every
+before TOML parsing, so a string option is written `"${VAR}"` and a number or boolean bare `${VAR}`. The forms are
+Telegraf's (compose-go templates, checked against Telegraf v1.37.2): `$VAR`, `${VAR}`, `${VAR:-default}` (unset or
+empty), `${VAR-default}` (unset), `${VAR:+alt}`/`${VAR+alt}`, `${VAR:?message}`/`${VAR?message}` (required), `$$`;
+an unset variable without default is left as written. Several files (and every
 `*.conf` of a config directory) merge: plugins accumulate, `[agent]` keys and `[global_tags]` of later files win.
 """
 
@@ -22,7 +23,10 @@ from tidepool.agent.options import ConfigError, PluginOptions
 
 ETC_CONFIG = Path("/etc/telegraf/telegraf.conf")
 ETC_DIRECTORY = Path("/etc/telegraf/telegraf.d")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+_ENV = re.compile(
+    r"\$(?:(?P<escaped>\$)|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*)"
+    r"|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)(?:(?P<op>:?[-+?])(?P<arg>[^}]*))?\})"
+)
 
 
 def strip_comments(text: str) -> str:
@@ -61,18 +65,27 @@ def strip_comments(text: str) -> str:
 
 
 def substitute_env(text: str, environ: dict[str, str] | None = None) -> str:
-    """Replace `${VAR}` and its default/required forms; raise ConfigError for a missing required variable."""
+    """Telegraf's (compose-go) substitution: `$VAR`, `${VAR}`, `${VAR:-d}`, `${VAR-d}`, `${VAR:+a}`, `${VAR+a}`,
+    `${VAR:?msg}`, `${VAR?msg}`, `$$` for a dollar; an unset `$VAR`/`${VAR}` stays as written.
+
+    Raises ConfigError for a missing required variable.
+    """
     env = os.environ if environ is None else environ
 
     def replace(match: re.Match[str]) -> str:
-        name, op, arg = match.group(1), match.group(2), match.group(3) or ""
+        if match.group("escaped"):
+            return "$"
+        name = match.group("named") or match.group("braced")
+        op, arg = match.group("op"), match.group("arg") or ""
         value = env.get(name)
         if op is None:
             return match.group(0) if value is None else value
-        missing = value is None or (op.startswith(":") and value == "")
+        empty = value is None or (op.startswith(":") and value == "")
         if op.endswith("-"):
-            return arg if missing else str(value)
-        if missing:
+            return arg if empty else str(value)
+        if op.endswith("+"):
+            return "" if empty else arg
+        if empty:
             detail = f": {arg}" if arg else ""
             raise ConfigError(f"required variable {name} is missing a value{detail}")
         return str(value)
@@ -140,8 +153,8 @@ def unused_fields_error(source: str, line: int, plugin: str | None, unused: list
     quoted = " ".join(f'"{key}"' for key in unused)
     where = f"plugin {plugin}: " if plugin else ""
     return ConfigError(
-        f"error loading config file {source}: {where}line {line}: configuration specified the fields [{quoted}], "
-        "but they were not used. This is either a typo or this config option does not exist in this version."
+        f"loading config file {source} failed: {where}line {line}: configuration specified the fields [{quoted}], "
+        "but they were not used; this is either a typo or this config option does not exist in this version"
     )
 
 
@@ -163,7 +176,7 @@ def _apply_agent(settings: AgentSettings, table: dict[str, Any], source: str, te
         if key in table:
             value = opts.integer(key)
             if value <= 0:
-                raise ConfigError(f"error loading config file {source}: agent: {key} must be positive, got {value}")
+                raise ConfigError(f"loading config file {source} failed: agent: {key} must be positive, got {value}")
             setattr(settings, key, value)
     for key in ("round_interval", "omit_hostname", "debug", "quiet"):
         if key in table:
@@ -174,28 +187,28 @@ def _apply_agent(settings: AgentSettings, table: dict[str, Any], source: str, te
     opts.accept(*_AGENT_ACCEPTED)
     unused = opts.unused()
     if unused:
-        raise unused_fields_error(source, _line_of(text, "[agent]", 0), None, unused)
+        raise unused_fields_error(source, 1, None, unused)  # Telegraf reports the line of the whole document
 
 
 def load_text(config: AgentConfig, text: str, source: str, environ: dict[str, str] | None = None) -> None:
     """Merge one file's text into `config`."""
-    cleaned = substitute_env(strip_comments(text), environ)
     try:
+        cleaned = substitute_env(strip_comments(text), environ)
         document = tomllib.loads(cleaned)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"error loading config file {source}: error parsing data: {exc}") from None
+    except (ConfigError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"loading config file {source} failed: error parsing data: {exc}") from None
     for key, value in document.items():
         if key == "agent":
             if not isinstance(value, dict):
-                raise ConfigError(f"error loading config file {source}: invalid configuration, bad table name 'agent'")
+                raise ConfigError(f"loading config file {source} failed: invalid configuration, bad table name 'agent'")
             _apply_agent(config.agent, value, source, cleaned)
         elif key == "global_tags":
             if not isinstance(value, dict):
-                raise ConfigError(f"error loading config file {source}: invalid global_tags")
+                raise ConfigError(f"loading config file {source} failed: invalid global_tags")
             config.global_tags.update({k: str(v) for k, v in value.items()})
         elif key in ("inputs", "outputs", "processors", "aggregators"):
             if not isinstance(value, dict):
-                raise ConfigError(f"error loading config file {source}: invalid configuration, bad table name {key!r}")
+                raise ConfigError(f"loading config file {source} failed: invalid configuration, bad table name {key!r}")
             for name, tables in value.items():
                 entries = tables if isinstance(tables, list) else [tables]
                 for index, table in enumerate(entries):
@@ -207,11 +220,11 @@ def load_text(config: AgentConfig, text: str, source: str, environ: dict[str, st
                         config.outputs.append(plugin)
                     else:
                         raise ConfigError(
-                            f"error loading config file {source}: plugin {key}.{name}: "
+                            f"loading config file {source} failed: plugin {key}.{name}: "
                             f"{key} are not supported by tidepool agent"
                         )
         else:
-            raise ConfigError(f"error loading config file {source}: invalid configuration, bad table name {key!r}")
+            raise ConfigError(f"loading config file {source} failed: invalid configuration, bad table name {key!r}")
     config.files.append(source)
 
 
@@ -226,7 +239,7 @@ def load(
     for directory in directories:
         root = Path(directory)
         if not root.is_dir():
-            raise ConfigError(f"error loading config directory {directory}: not a directory")
+            raise ConfigError(f"loading config directory {directory} failed: not a directory")
         paths.extend(sorted(p for p in root.rglob("*.conf") if p.is_file()))
     if not paths:
         default = _default_config_path(environ)
@@ -252,7 +265,8 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError(f"error loading config file {path}: {exc.strerror or exc}") from None
+        reason = (exc.strerror or str(exc)).lower()
+        raise ConfigError(f"loading config file {path} failed: open {path}: {reason}") from None
 
 
 def _fetch(url: str) -> str:
@@ -267,9 +281,9 @@ def _fetch(url: str) -> str:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
             return bytes(response.read()).decode("utf-8-sig")
     except urllib.error.HTTPError as exc:
-        raise ConfigError(f"error loading config file {url}: failed to retrieve remote config: {exc.code}") from None
+        raise ConfigError(f"loading config file {url} failed: failed to retrieve remote config: {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ConfigError(f"error loading config file {url}: {exc}") from None
+        raise ConfigError(f"loading config file {url} failed: {exc}") from None
 
 
 def _default_config_path(environ: dict[str, str] | None) -> Path | None:
