@@ -69,3 +69,13 @@ def test_damaged_tail_is_truncated_and_logged(
     assert reason in caplog.text
     assert [r.payload for r in replay(tmp_path, 1)] == payloads  # truncated on disk: a second replay is clean
     assert list_segments(tmp_path) == [7]
+
+
+def test_forced_wait_fsyncs_even_under_the_interval_policy(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path, 1, "interval", interval_s=3600)  # the background fsync never comes in time
+    seq = wal.append(b"a database with WAL_SYNC 'true'")
+    wal.wait_durable(seq)
+    assert wal.synced_seq < seq
+    wal.wait_durable(seq, force=True)
+    assert wal.synced_seq >= seq
+    wal.close()

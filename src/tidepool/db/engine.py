@@ -245,7 +245,7 @@ class Engine:
             with self._lock:
                 db = self.catalog.database(tenant, database)
                 seq = self._ingest(tenant, db, _chunks_from_lines(parsed, db.options.time_unit), record)
-            self.wal.wait_durable(seq)
+            self.wal.wait_durable(seq, force=db.options.wal_sync)
             self._after_write(parsed.num_points)
             return parsed.num_points
         except DbError:
@@ -262,7 +262,7 @@ class Engine:
                 writer.write_table(chunk.data)
             record = (bytes([_REC_TABLE]) + _encode_names(tenant, database, table), sink.getvalue().to_pybytes())
             seq = self._ingest(tenant, db, [chunk], record)
-        self.wal.wait_durable(seq)
+        self.wal.wait_durable(seq, force=db.options.wal_sync)
         self._after_write(data.num_rows)
         return data.num_rows
 

@@ -126,9 +126,10 @@ class WriteAheadLog:
             self.bytes_written += _HEADER.size + length
             return self.written_seq
 
-    def wait_durable(self, seq: int) -> None:
-        """Under `per-write`, return once frame `seq` is fsynced; one fsync covers every frame written before it."""
-        if self.policy != "per-write":
+    def wait_durable(self, seq: int, force: bool = False) -> None:
+        """Under `per-write` (or with `force`: a database with WAL_SYNC), return once frame `seq` is fsynced; one
+        fsync covers every frame written before it."""
+        if self.policy != "per-write" and not force:
             return
         with self._sync_cond:
             while self.synced_seq < seq:
