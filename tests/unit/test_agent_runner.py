@@ -244,7 +244,11 @@ def test_filters_select_then_modify_as_telegraf() -> None:
 
     metric = Metric("cpu.total", {"host": "a", "dc": "eu-1"}, {"usage_user": 1.0, "usage_idle": 2.0, "x": 3.0}, 1)
     assert flt({"namepass": ["cpu.*"]}).apply(metric, copy=True) is metric
-    assert flt({"namepass": ["mem", "cpu:x"], "namepass_separator": ":"}).apply(metric, copy=True) is None
+    assert flt({"namepass": ["cpu.*"], "namepass_separator": "."}).apply(metric, copy=True) is metric
+    deeper = Metric("cpu.total.x", {}, {"v": 1.0}, 1)
+    assert flt({"namepass": ["cpu.*"], "namepass_separator": "."}).apply(deeper, copy=True) is None
+    assert flt({"namepass": ["cpu.**"], "namepass_separator": "."}).apply(deeper, copy=True) is deeper
+    assert flt({"namepass": ["{mem,cpu}.t?tal"]}).apply(metric, copy=True) is metric
     assert flt({"tagpass": {"dc": ["eu-*"]}}).apply(metric, copy=True) is metric
     assert flt({"tagpass": {"dc": ["us-*"]}}).apply(metric, copy=True) is None
     assert flt({"tagdrop": {"host": ["a"]}}).apply(metric, copy=True) is None
