@@ -208,3 +208,11 @@ def test_uniform_body_without_timestamps_uses_now() -> None:
     body = "\n".join(f"m,h=x v={i}.0" for i in range(3000))
     times = parse(body, now_ns=NOW).measurements["m"].time.to_pylist()
     assert set(times) == {NOW}
+
+
+def test_a_timestamp_that_overflows_when_scaled_to_nanoseconds_is_a_line_error() -> None:
+    with pytest.raises(LineProtocolError) as info:
+        parse("m v=1 1\nm v=1 9223372036854775\n", precision="s")
+    (error,) = info.value.errors
+    assert (error.line, error.column) == (2, 7)
+    assert "timestamp overflow" in error.message

@@ -234,8 +234,6 @@ class Engine:
                 parsed = parse(body, precision, now_ns=now_ns)
             except LineProtocolError as exc:
                 raise _line_error(exc) from None
-            except OverflowError:  # lineproto lets a timestamp × precision beyond int64 escape as this
-                raise errors.line_protocol("timestamp overflow") from None
             if parsed.num_points == 0:
                 return 0
             record = (
@@ -843,6 +841,8 @@ def _line_error(exc: LineProtocolError) -> DbError:
     """A bad body → CnosDB's error. A field whose type differs between lines of one body is CnosDB's type error
     (CnosDB checks each line against the schema the earlier lines created); anything else is a parse error."""
     first = exc.errors[0]
+    if first.message == "timestamp overflow":  # CnosDB says just this, without a position
+        return errors.line_protocol(first.message)
     mixed = _MIXED_TYPES.fullmatch(first.message)
     if mixed:
         column, found, expected = mixed.groups()

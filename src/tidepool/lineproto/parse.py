@@ -93,7 +93,19 @@ def parse_points(text: str, factor: int = 1, now_ns: int | None = None) -> list[
                         line,
                     )
                 )
-        points.append((name, tags, fields, default_time if ts is None else ts * factor))
+        if ts is not None:
+            ts *= factor
+            if not _MIN_I64 <= ts <= _MAX_I64:
+                errors.append(
+                    LineError(
+                        lineno,
+                        max(1, len(line.rstrip()) - len(str(ts // factor)) + 1),
+                        "timestamp overflow",
+                        line,
+                    )
+                )
+                continue
+        points.append((name, tags, fields, default_time if ts is None else ts))
     if errors:
         raise LineProtocolError(errors)
     return points
