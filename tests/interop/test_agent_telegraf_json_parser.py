@@ -1,4 +1,5 @@
-"""The agent's JSON (v1) parser against Telegraf's own: same metrics (name, tags, typed fields) or both refuse.
+"""The agent's JSON (v1) and value parsers against Telegraf's own: same metrics (name, tags, typed fields) or both
+refuse.
 
 Telegraf's parser package (pinned version, from the Go module proxy) is built into a tiny filter program; seeded
 random payloads (nested objects and arrays, every JSON value type, top-level arrays and scalars, broken JSON) go
@@ -212,3 +213,123 @@ def test_json_parser_gives_what_telegraf_gives(option_set: str) -> None:
     assert 0 < errors < len(payloads)  # the sample holds both kinds
     assert mismatches == [], f"{len(mismatches)} of {len(payloads)} differ, e.g. {mismatches[:3]}"
     assert salvaged < len(payloads) // 50
+
+
+VALUE_PROGRAM = r"""// Reads one hex-encoded payload per line, parses it with Telegraf's value parser, prints the field.
+package main
+
+import (
+	"bufio"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+
+	"github.com/influxdata/telegraf/plugins/parsers/value"
+)
+
+func main() {
+	dataType := flag.String("type", "", "")
+	flag.Parse()
+	p := &value.Parser{DataType: *dataType, MetricName: "m"}
+	if err := p.Init(); err != nil {
+		panic(err)
+	}
+	sc := bufio.NewScanner(os.Stdin)
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for sc.Scan() {
+		payload, _ := hex.DecodeString(sc.Text())
+		metrics, err := p.Parse(payload)
+		if err != nil {
+			fmt.Fprintln(out, "ERR")
+			continue
+		}
+		if len(metrics) == 0 {
+			fmt.Fprintln(out, "NONE")
+			continue
+		}
+		v, _ := metrics[0].GetField("value")
+		var repr [2]string
+		switch x := v.(type) {
+		case int64:
+			repr = [2]string{"i", strconv.FormatInt(x, 10)}
+		case float64:
+			if math.IsNaN(x) {
+				repr = [2]string{"f", "nan"}
+			} else {
+				repr = [2]string{"f", strconv.FormatFloat(x, 'g', -1, 64)}
+			}
+		case bool:
+			repr = [2]string{"b", strconv.FormatBool(x)}
+		case string:
+			repr = [2]string{"s", x}
+		}
+		b, _ := json.Marshal(repr)
+		fmt.Fprintf(out, "%s\n", b)
+	}
+}
+"""
+
+VALUE_WORDS = [
+    "42", "-7", "+3", "007", "1_000", "9223372036854775807", "9223372036854775808", "4.5", ".5", "5.", "1e3",
+    "1E-3", "inf", "-Inf", "+infinity", "NaN", "nan", "0x1p-2", "0x10", "1e400", "abc", "true", "T", "FALSE", "1",
+    "0", "yes", "", " ", "\x00", "\t", "é", "1,5",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("data_type", ["", "integer", "float", "long", "string", "boolean", "auto_integer",
+                                       "auto_float", "base64"])  # fmt: skip
+def test_value_parser_gives_what_telegraf_gives(data_type: str) -> None:
+    from tidepool.agent.options import PluginOptions
+    from tidepool.agent.plugins.parsers.value import make_value_parser
+
+    binary = build_go_program("telegraf-value-parser", VALUE_PROGRAM)
+    rng = random.Random(11)
+    payloads = [w.encode() for w in VALUE_WORDS]
+    payloads += [" ".join(rng.choice(VALUE_WORDS) for _ in range(rng.randint(1, 3))).encode() for _ in range(300)]
+    result = subprocess.run(
+        [str(binary), f"-type={data_type}"], input="".join(p.hex() + "\n" for p in payloads).encode(),
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    answers = result.stdout.decode().splitlines()
+    assert len(answers) == len(payloads)
+    table = {"data_type": data_type} if data_type else {}
+    parser = make_value_parser(PluginOptions(table, "inputs.x"), "m")
+    mismatches = []
+    for payload, answer in zip(payloads, answers, strict=True):
+        ours = _value_answer(parser, payload)
+        if answer.startswith('["f"') and ours.startswith('["f"'):
+            same = _float_of(answer) == _float_of(ours) or (answer, ours) == ('["f","nan"]', '["f","nan"]')
+        else:
+            same = answer == ours
+        if not same:
+            mismatches.append((payload, answer, ours))
+    assert mismatches == [], f"{len(mismatches)} of {len(payloads)} differ, e.g. {mismatches[:5]}"
+
+
+def _float_of(answer: str) -> float:
+    return float(json.loads(answer)[1])
+
+
+def _value_answer(parser: Any, payload: bytes) -> str:
+    """tidepool's result in the Go program's notation."""
+    try:
+        metrics = parser.parse(payload)
+    except ParseError:
+        return "ERR"
+    if not metrics:
+        return "NONE"
+    value = metrics[0].fields["value"]
+    if isinstance(value, bool):
+        pair = ["b", "true" if value else "false"]
+    elif isinstance(value, int):
+        pair = ["i", str(value)]
+    elif isinstance(value, float):
+        pair = ["f", "nan" if value != value else repr(value)]
+    else:
+        pair = ["s", value]
+    return json.dumps(pair, separators=(",", ":"), ensure_ascii=False)

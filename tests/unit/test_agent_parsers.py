@@ -145,11 +145,28 @@ def test_influx_parser_keeps_types_and_unsigned() -> None:
         InfluxParser().parse(b"cpu usage=\n")
 
 
-def test_value_parser_types() -> None:
-    assert ValueParser("m", "integer", "value").parse(b" 1 2 42\n")[0].fields == {"value": 42}
-    assert ValueParser("m", "float", "v").parse(b"3.5")[0].fields == {"v": 3.5}
-    assert ValueParser("m", "string", "value").parse(b" a b \x00")[0].fields == {"value": "a b"}
-    assert ValueParser("m", "boolean", "value").parse(b"true")[0].fields == {"value": True}
-    assert ValueParser("m", "float", "value").parse(b"   ") == []
-    with pytest.raises(ParseError):
-        ValueParser("m", "integer", "value").parse(b"x1")
+def _value_parser(data_type: str | None = None, field: str | None = None) -> ValueParser:
+    from tidepool.agent.options import PluginOptions
+    from tidepool.agent.plugins.parsers.value import make_value_parser
+
+    table: dict[str, object] = {}
+    if data_type is not None:
+        table["data_type"] = data_type
+    if field is not None:
+        table["value_field_name"] = field
+    return make_value_parser(PluginOptions(table, "inputs.x"), "m")
+
+
+def test_value_parser_types_as_telegraf() -> None:
+    assert _value_parser().parse(b" 1 2 42\n")[0].fields == {"value": 42}  # the default type is int
+    assert _value_parser("integer").parse(b"-7")[0].fields == {"value": -7}
+    assert _value_parser("long", "v").parse(b"3.5")[0].fields == {"v": 3.5}  # long means float
+    assert _value_parser("string").parse(b" a b \x00")[0].fields == {"value": "a b"}
+    assert _value_parser("boolean").parse(b"T")[0].fields == {"value": True}
+    assert _value_parser("auto_integer").parse(b"4.5")[0].fields == {"value": "4.5"}
+    assert _value_parser("auto_float").parse(b"4.5")[0].fields == {"value": 4.5}
+    assert _value_parser("base64").parse(b"hi")[0].fields == {"value": "aGk="}
+    assert _value_parser("float").parse(b"   ") == []
+    for data_type, payload in (("int", b"x1"), ("int", b"1_000"), ("int", b"9223372036854775808"), ("float", b"1e400")):
+        with pytest.raises(ParseError):
+            _value_parser(data_type).parse(payload)
