@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 TIDEPOOL = "tidepool"
-MIN_PROFILE_SAMPLES = 50  # below this a profile is noise; the page says the server was idle instead
+MIN_PROFILE_SAMPLES = 50  # below this a profile is noise: the page gives the count and the busy share only
 DEFAULT_SCALE = 0.1  # `make bench`; results at other scales are kept beside, as their own sections
 FASTEST = "*"  # a target's peer meaning "whichever peer did best"
 
@@ -132,10 +132,16 @@ def group_by_workload(measurements: list[Measurement]) -> dict[str, list[Measure
 
 @dataclass
 class Profile:
-    """A py-spy summary: how many busy samples, and (frame, own %, on-stack %) rows."""
+    """A py-spy summary: how many busy samples over how many seconds, and (frame, own %, on-stack %) rows."""
 
     samples: int
     frames: list[tuple[str, float, float]]
+    seconds: float = 0.0
+
+    @property
+    def busy(self) -> str:
+        """Busy samples as a share of one core at 99 Hz (threads add up, so it can pass 100 %)."""
+        return f"≈{100 * self.samples / (99 * self.seconds):.0f} % of one core" if self.seconds else "share unknown"
 
 
 @dataclass
@@ -179,7 +185,8 @@ class PartResult:
         data["measurements"] = [Measurement.from_json(m) for m in data["measurements"]]
         data["targets"] = [tuple(t) for t in data.get("targets", [])]
         data["profiles"] = {
-            k: Profile(v["samples"], [tuple(f) for f in v["frames"]]) for k, v in data.get("profiles", {}).items()
+            k: Profile(v["samples"], [tuple(f) for f in v["frames"]], v.get("seconds", 0.0))
+            for k, v in data.get("profiles", {}).items()
         }
         return cls(**data)
 
@@ -269,16 +276,14 @@ def render_part(result: PartResult, chart: Path | None) -> list[str]:
     if result.failures:
         lines += ["Failed or missing in this run:", "", *[f"- {f}" for f in result.failures], ""]
     for what, profile in result.profiles.items():
+        head = f"Profile (py-spy at 99 Hz, an extra unmeasured run) of {what}: {profile.samples:,} busy samples"
+        head += f" in {profile.seconds:.1f} s ({profile.busy})" if profile.seconds else ""
         if profile.samples < MIN_PROFILE_SAMPLES:
-            lines += [
-                f"Profile (py-spy at 99 Hz) of {what}: only {profile.samples} busy samples — the server was mostly "
-                "idle, so the time went elsewhere (client, network round trips, waiting).",
-                "",
-            ]
+            lines += [f"{head} — too few to rank frames.", ""]
             continue
         lines += [
-            f"Profile (py-spy at 99 Hz, an extra unmeasured run) of {what}, {profile.samples:,} busy samples: the "
-            "hottest frames by own time, then tidepool's functions by time on the stack.",
+            f"{head}. The hottest frames by own time, then tidepool's functions by time on the stack; threads "
+            "running native code with no Python frame (DataFusion, librdkafka) count on the `process` line.",
             "",
         ]
         lines += ["| frame | own % | on stack % |", "|---|---|---|"]

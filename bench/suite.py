@@ -122,12 +122,14 @@ class Recorder:
     def profiling(self, what: str, *servers: ServerProcess) -> Iterator[None]:
         """py-spy on `servers` while the block runs; the hottest frames of each go into the result."""
         profilers = [Profiler(s, Path(s.work_dir) / "profile.txt") for s in servers]
+        start = time.perf_counter()
         try:
             yield
         finally:
+            seconds = time.perf_counter() - start
             for server, profiler in zip(servers, profilers, strict=True):
                 samples, frames = summarize_stacks(profiler.stop().read_text(errors="replace"))
-                self.profiles[f"{server.name} during {what}"] = Profile(samples, frames)
+                self.profiles[f"{server.name} during {what}"] = Profile(samples, frames, seconds)
                 print(f"  profile of {server.name}: {frames[:3]}", flush=True)
 
 
@@ -511,8 +513,9 @@ def run_db_system(
             server.flush()
             for name, run_query in system.queries(server, window).items():
                 run_query()
-                with rec.profiling(f"query {name!r}, {opts.query_runs} executions", server):
-                    for _ in range(opts.query_runs):
+                with rec.profiling(f"query {name!r}, repeated for 2 s", server):
+                    until = time.perf_counter() + 2.0
+                    while time.perf_counter() < until:
                         run_query()
         finally:
             server.cleanup()

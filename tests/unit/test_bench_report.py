@@ -158,14 +158,15 @@ def test_an_absolute_target_is_judged_for_each_tidepool_setup() -> None:
     ]
 
 
-def test_a_profile_with_too_few_samples_says_the_server_was_idle(tmp_path: Path) -> None:
+def test_a_profile_with_too_few_samples_gives_only_its_busy_share(tmp_path: Path) -> None:
     results = tmp_path / "results"
     busy = part("broker", [m("tidepool broker", [1.0])], [])
-    busy.profiles["tidepool-broker during produce"] = Profile(3, [("append (segment.py:1)", 100.0, 100.0)])
-    busy.profiles["tidepool-db during ingest"] = Profile(900, [("parse (lp.py:9)", 50.0, 60.0)])
+    busy.profiles["tidepool-broker during produce"] = Profile(3, [("append (segment.py:1)", 100.0, 100.0)], 1.0)
+    busy.profiles["tidepool-db during ingest"] = Profile(900, [("parse (lp.py:9)", 50.0, 60.0)], 10.0)
     busy.save(results)
     text = write_page(results, tmp_path / "benchmarks.md", []).read_text()
-    assert "tidepool-broker during produce: only 3 busy samples" in text
+    assert "tidepool-broker during produce: 3 busy samples in 1.0 s (≈3 % of one core) — too few" in text
+    assert "tidepool-db during ingest: 900 busy samples in 10.0 s (≈91 % of one core)." in text
     assert "append (segment.py:1)" not in text
     assert "| `parse (lp.py:9)` | 50.0 | 60.0 |" in text
 
