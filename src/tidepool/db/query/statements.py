@@ -922,7 +922,8 @@ def _run_datafusion(engine: Engine, tenant: str, database: str, sql: str) -> Que
 
 
 # DataFusion 27, which CnosDB runs, prints aggregate functions in upper case in generated column names
-# (`COUNT(*)`, `AVG(air.temperature)`); DataFusion 55 prints them in lower case.
+# (`AVG(air.temperature)`) and `count(*)` as `COUNT(UInt8(1))` (CnosDB's docs: `SELECT COUNT(*) FROM air` →
+# `COUNT(UInt8(1))`); DataFusion 55 prints `count(*)` and lower case.
 _UPPER_AGGREGATES = re.compile(
     r"\b(count|sum|avg|min|max|stddev|stddev_pop|var|var_pop|median|approx_distinct|approx_median|"
     r"approx_percentile_cont|array_agg|corr|covar_samp|covar_pop)\("
@@ -931,7 +932,12 @@ _UPPER_AGGREGATES = re.compile(
 
 def cnosdb_names(schema: pa.Schema) -> pa.Schema:
     """Rename generated aggregate columns as CnosDB names them; aliases without a call are left alone."""
-    fields = [f.with_name(_UPPER_AGGREGATES.sub(lambda m: m.group(1).upper() + "(", f.name)) for f in schema]
+    fields = [
+        f.with_name(
+            _UPPER_AGGREGATES.sub(lambda m: m.group(1).upper() + "(", f.name).replace("COUNT(*)", "COUNT(UInt8(1))")
+        )
+        for f in schema
+    ]
     return pa.schema(fields, metadata=schema.metadata)
 
 
