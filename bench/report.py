@@ -239,7 +239,8 @@ class PartResult:
             ours = self.find(workload, TIDEPOOL)
             theirs = self.best_peer(workload) if peer == FASTEST else self.find(workload, peer) if peer else None
             if ours is None or (peer and theirs is None):
-                out.append(f"- {label}: **not measured** (a side of the comparison failed or did not run)")
+                missing = "tidepool" if ours is None else ("no peer" if peer == FASTEST else peer)
+                out.append(f"- {label}: **not measured** — {missing} has no result here (see the part's failures)")
             elif theirs is None:  # an absolute target: judged for every tidepool setup measured on the workload
                 setups = [m for m in self.measurements if m.workload == workload and m.system.startswith(TIDEPOOL)]
                 for m in setups:
@@ -353,13 +354,11 @@ def write_page(results_dir: Path, page: Path, header: list[str]) -> Path:
     order = {name: i for i, name in enumerate(PART_ORDER)}
     results.sort(key=lambda r: (order.get(r.part, len(order)), r.scale != DEFAULT_SCALE, r.scale))
     lines = list(header)
-    glance = [
-        line if r.scale == DEFAULT_SCALE else f"- (scale {r.scale:g}) {line[2:]}"
-        for r in results
-        for line in r.target_lines()
-    ]
+    glance = [(r, r.target_lines()) for r in results if r.targets]
     if glance:
-        lines += ["## Targets at a glance (issue 9)", "", *glance, ""]
+        lines += ["## Targets at a glance (issue 9)", ""]
+        for r, verdicts in glance:
+            lines += [f"{r.heading} (run {r.started} UTC):", "", *verdicts, ""]
     for result in results:
         chart = write_charts(result, charts_dir)
         lines += render_part(result, chart)

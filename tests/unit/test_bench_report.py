@@ -85,7 +85,7 @@ def test_target_lines_say_met_missed_or_not_measured() -> None:
     lines = result.target_lines()
     assert "**missed**" in lines[0] and "0.80×" in lines[0]
     assert " met " in lines[1] and "0.57×" in lines[1]
-    assert "not measured" in lines[2]
+    assert "not measured — absent has no result here" in lines[2]
     assert " met " in lines[3] and "40" in lines[3]
 
 
@@ -142,7 +142,8 @@ def test_a_run_at_another_scale_gets_its_own_file_and_section(tmp_path: Path) ->
     assert full.save(results).name == "db-scale-1.json"
     text = write_page(results, tmp_path / "benchmarks.md", []).read_text()
     assert text.index("## title db\n") < text.index("## title db — scale 1\n")
-    assert "- (scale 1) ≥ 5 msg/s: met" in text
+    glance = text[text.index("## Targets at a glance") : text.index("## title db\n")]
+    assert "title db — scale 1 (run 2026-11-25 14:40 UTC):\n\n- ≥ 5 msg/s: met" in glance
     assert (tmp_path / "benchmarks" / "db-scale-1.png").exists() or "![" not in text
 
 
