@@ -85,7 +85,7 @@ def test_target_lines_say_met_missed_or_not_measured() -> None:
     lines = result.target_lines()
     assert "**missed**" in lines[0] and "0.80×" in lines[0]
     assert " met " in lines[1] and "0.57×" in lines[1]
-    assert "not measured — absent has no result here" in lines[2]
+    assert "**not measured** — absent has no result here" in lines[2]
     assert " met " in lines[3] and "40" in lines[3]
 
 
