@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,7 +26,7 @@ from aiohttp import web
 
 from tidepool.db.auth import DEFAULT_TENANT, ROOT, AuthStore, Principal, UserInfo
 from tidepool.db.errors import DbError, internal
-from tidepool.db.formats import Renderer, ResultFormat, format_from_accept
+from tidepool.db.formats import Renderer, ResultFormat, format_from_accept, render
 from tidepool.db.http import encoding, system_tables
 from tidepool.db.http.metrics import HttpMetrics
 from tidepool.logs import get_logger
@@ -70,6 +71,16 @@ class _EmptyStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
         self.status = status
+
+
+@dataclass
+class _Measured:
+    """What one request moved, filled in as it is answered, for `HttpMetrics.record`."""
+
+    bytes_in: int = 0
+    bytes_out: int = 0
+    points: int = 0
+    failed: bool = True
 
 
 def _error_response(error: DbError) -> web.Response:
@@ -160,77 +171,66 @@ class HttpApi:
         self.write_pool.shutdown(wait=True, cancel_futures=True)
         self.query_pool.shutdown(wait=True, cancel_futures=True)
 
+    async def _received(self, request: web.Request, measured: _Measured, limit: int, pool: ThreadPoolExecutor) -> bytes:
+        """The decoded body; its size as received is counted in `measured`."""
+        raw = await self._read_body(request, limit)
+        measured.bytes_in = len(raw)
+        return await self._decoded(request, raw, limit, pool)
+
+    @contextmanager
+    def _measured(self, api: str) -> Iterator[_Measured]:
+        """Record one request of `api` in the metrics when it ends, however it ends."""
+        started = time.perf_counter()
+        measured = _Measured()
+        try:
+            yield measured
+        finally:
+            self.metrics.record(
+                api,
+                seconds=time.perf_counter() - started,
+                bytes_in=measured.bytes_in,
+                bytes_out=measured.bytes_out,
+                failed=measured.failed,
+                points=measured.points,
+            )
+
     # writes --------------------------------------------------------------------------------------------------
 
-    async def _write(self, principal: Principal, database: str, body: bytes, precision: str) -> int:
+    async def _write(
+        self, measured: _Measured, principal: Principal, database: str, body: bytes, precision: str
+    ) -> web.StreamResponse:
         self.auth.check_write(principal, database)
-        points: int = await self._blocking(
+        measured.points = await self._blocking(
             self.write_pool, self.engine.write_lines, principal.tenant, database, body, precision
         )
-        return points
+        measured.failed = False
+        return web.Response(status=200)
 
     async def write(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        raw = b""
-        points = 0
-        failed = True
-        try:
-            raw = await self._read_body(request, self.limits.write_body_bytes)
-            body = await self._decoded(request, raw, self.limits.write_body_bytes, self.write_pool)
+        with self._measured("api_v1_write") as measured:
+            body = await self._received(request, measured, self.limits.write_body_bytes, self.write_pool)
             tenant = request.query.get("tenant") or DEFAULT_TENANT
             principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
             database = request.query.get("db") or DEFAULT_DATABASE
             precision = (request.query.get("precision") or "ns").lower()
             if precision not in PRECISIONS:
                 precision = "ns"
-            points = await self._write(principal, database, body, precision)
-            failed = False
-            return web.Response(status=200)
-        finally:
-            self.metrics.record(
-                "api_v1_write",
-                seconds=time.perf_counter() - started,
-                bytes_in=len(raw),
-                bytes_out=0,
-                failed=failed,
-                points=points,
-            )
+            return await self._write(measured, principal, database, body, precision)
 
     async def influx_write(self, request: web.Request) -> web.StreamResponse:
         """InfluxDB 1.x `/write?db=`: no auth header needed (runs as root), precision always ns."""
-        started = time.perf_counter()
-        raw = b""
-        points = 0
-        failed = True
-        try:
-            raw = await self._read_body(request, self.limits.write_body_bytes)
-            body = await self._decoded(request, raw, self.limits.write_body_bytes, self.write_pool)
+        with self._measured("write") as measured:
+            body = await self._received(request, measured, self.limits.write_body_bytes, self.write_pool)
             root = self.auth.users.get(ROOT) or UserInfo(ROOT)
             principal = Principal(user=root, tenant=DEFAULT_TENANT, role="owner")
             database = request.query.get("db") or DEFAULT_DATABASE
-            points = await self._write(principal, database, body, "ns")
-            failed = False
-            return web.Response(status=200)
-        finally:
-            self.metrics.record(
-                "write",
-                seconds=time.perf_counter() - started,
-                bytes_in=len(raw),
-                bytes_out=0,
-                failed=failed,
-                points=points,
-            )
+            return await self._write(measured, principal, database, body, "ns")
 
     # queries -------------------------------------------------------------------------------------------------
 
     async def sql(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
-        raw = b""
-        sent = 0
-        failed = True
-        try:
-            raw = await self._read_body(request, self.limits.query_body_bytes)
-            body = await self._decoded(request, raw, self.limits.query_body_bytes, self.query_pool)
+        with self._measured("api_v1_sql") as measured:
+            body = await self._received(request, measured, self.limits.query_body_bytes, self.query_pool)
             tenant = request.query.get("tenant") or DEFAULT_TENANT
             principal = self.auth.authenticate(request.headers.get("Authorization"), tenant)
             fmt = format_from_accept(request.headers.get("Accept"))
@@ -240,7 +240,7 @@ class HttpApi:
             sql = body.decode("utf-8", errors="replace")
             handled = await self._blocking(self.query_pool, self.auth.handle_statement, principal, sql)
             if handled:
-                failed = False
+                measured.failed = False
                 return web.Response(status=200, headers={"Content-Type": fmt.content_type})
             if system_tables.mentions_system_table(sql):
                 self.auth.require_password_changed(principal)
@@ -248,13 +248,9 @@ class HttpApi:
             else:
                 self.auth.check_sql(principal, database, sql)
                 result = await self._blocking(self.query_pool, self.engine.execute, tenant, database, sql)
-            response, sent = await self._send_result(request, fmt, result, chunked, response_coding)
-            failed = response.status >= 400
+            response, measured.bytes_out = await self._send_result(request, fmt, result, chunked, response_coding)
+            measured.failed = response.status >= 400
             return response
-        finally:
-            self.metrics.record(
-                "api_v1_sql", seconds=time.perf_counter() - started, bytes_in=len(raw), bytes_out=sent, failed=failed
-            )
 
     async def _send_result(
         self, request: web.Request, fmt: ResultFormat, result: Any, chunked: bool, coding: str | None
@@ -327,14 +323,7 @@ def _pieces(fmt: ResultFormat, schema: pa.Schema, batches: Iterator[pa.RecordBat
     """Body pieces of a result. Without `chunked` the bytes equal CnosDB's one-shot rendering of all batches;
     with it, each non-empty batch is rendered on its own (header only on the first), as CnosDB's stream does."""
     if not chunked:
-        renderer = Renderer(fmt, schema)
-        for batch in batches:
-            piece = renderer.feed(batch)
-            if piece:
-                yield piece
-        tail = renderer.finish()
-        if tail:
-            yield tail
+        yield from render(fmt, schema, batches)
         return
     first = True
     for batch in batches:
@@ -345,11 +334,8 @@ def _pieces(fmt: ResultFormat, schema: pa.Schema, batches: Iterator[pa.RecordBat
         first = False
         if piece:
             yield piece
-    if first:
-        renderer = Renderer(fmt, schema)
-        tail = renderer.finish()
-        if tail:
-            yield tail
+    if first:  # no rows at all: the header alone, as without `chunked`
+        yield from render(fmt, schema, ())
 
 
 API_KEY = web.AppKey("api", HttpApi)
