@@ -566,6 +566,16 @@ def test_random_and_mutated_frames_never_crash_the_server_or_corrupt_the_log(
     assert "Traceback" not in broker.log_tail(10000)
 
 
+def retention_by_bytes_is_done(partition_dir: Path, log_start: int, retention_bytes: int) -> bool:
+    """True when the partition's first segment starts at `log_start` and deleting it would leave less than
+    `retention_bytes`: then no retention pass can delete anything more (the pass's own stop condition)."""
+    try:
+        sizes = {int(path.stem): path.stat().st_size for path in partition_dir.glob("*.log")}
+    except FileNotFoundError:  # a segment deleted between listing and stat: a pass is running
+        return False
+    return bool(sizes) and min(sizes) == log_start and sum(sizes.values()) - sizes[log_start] < retention_bytes
+
+
 def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp_path: Path) -> None:
     process = BrokerProcess(
         tmp_path / "data",
@@ -590,10 +600,14 @@ def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp
         last = records(5, pid, 0, sequence)
         assert produce(client, "state", last).error_code == ErrorCode.none
         sequence += 5
-    deadline = time.monotonic() + 10
-    while fetch(client, "state", 199).log_start_offset == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # Wait until retention has nothing left to delete, not just until its first pass: a pass during the produce
+    # loop moves the log start, and a later pass before the kill would move it again after `before` was read.
+    deadline = time.monotonic() + 30
     before = fetch(client, "state", 199)
+    while not retention_by_bytes_is_done(tmp_path / "data" / "state-0", before.log_start_offset, 2048):
+        assert time.monotonic() < deadline, f"retention still deleting: {sorted(os.listdir(tmp_path / 'data'))}"
+        time.sleep(0.1)
+        before = fetch(client, "state", 199)
     assert before.log_start_offset > 0, "retention by bytes deleted head segments"
     client.close()
     process.kill()
