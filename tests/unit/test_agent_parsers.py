@@ -145,6 +145,15 @@ def test_influx_parser_keeps_types_and_unsigned() -> None:
         InfluxParser().parse(b"cpu usage=\n")
 
 
+def test_influx_parser_takes_lines_with_different_field_types_as_telegraf() -> None:
+    body = b'm f=1 1\nm f="x" 2\nm s="a\nb",g=true 3\n'
+    assert [(m.fields, m.time) for m in InfluxParser().parse(body)] == [
+        ({"f": 1.0}, 1), ({"f": "x"}, 2), ({"s": "a\nb", "g": True}, 3),
+    ]  # fmt: skip
+    with pytest.raises(ParseError):
+        InfluxParser().parse(b'm f=1 1\nm f="x" 2\nm f= 3\n')  # a bad line still refuses the body
+
+
 def _value_parser(data_type: str | None = None, field: str | None = None) -> ValueParser:
     from tidepool.agent.options import PluginOptions
     from tidepool.agent.plugins.parsers.value import make_value_parser
