@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from tidepool.db import errors
-from tidepool.db.query.sql import _matching_paren, _split_args, parse_duration
+from tidepool.db.query.sql import _matching_paren, _split_args, _unquoted, parse_duration
 
 _GAPFILL = re.compile(r"\btime_window_gapfill\s*\(", re.IGNORECASE)
 _FILL = re.compile(r"\A(interpolate|locf)\s*\(", re.IGNORECASE)
@@ -216,19 +216,7 @@ def _strip_alias(item: str) -> tuple[str, str | None]:
 
 
 def _top_level_from(sql: str) -> int | None:
-    depth = 0
-    quote = None
-    for i, ch in enumerate(sql):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and sql[i : i + 4].upper() == "FROM" and (i == 0 or not sql[i - 1].isalnum()):
+    for i, _ch, depth in _unquoted(sql):
+        if depth == 0 and sql[i : i + 4].upper() == "FROM" and (i == 0 or not sql[i - 1].isalnum()):
             return i
     return None

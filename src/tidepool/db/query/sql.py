@@ -8,6 +8,7 @@ CnosDB-only functions into DataFusion ones.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tidepool.db import errors
@@ -338,40 +339,38 @@ def _inside_quotes(sql: str, index: int) -> bool:
     return single or double
 
 
-def _matching_paren(sql: str, open_index: int) -> int:
+def _unquoted(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth with it) of each character of `text` from `start` that stands
+    outside '...' and "..." (the quote marks themselves are skipped)."""
     depth = 0
     quote = None
-    for i in range(open_index, len(sql)):
-        ch = sql[i]
+    for i in range(start, len(text)):
+        ch = text[i]
         if quote:
             if ch == quote:
                 quote = None
             continue
         if ch in "'\"":
             quote = ch
-        elif ch == "(":
+            continue
+        if ch == "(":
             depth += 1
         elif ch == ")":
             depth -= 1
-            if depth == 0:
-                return i
+        yield i, ch, depth
+
+
+def _matching_paren(sql: str, open_index: int) -> int:
+    for i, ch, depth in _unquoted(sql, open_index):
+        if ch == ")" and depth == 0:
+            return i
     raise errors.sql_parser("Expected ), found: EOF")
 
 
 def _split_args(text: str) -> list[str]:
-    args, depth, quote, start = [], 0, None, 0
-    for i, ch in enumerate(text):
-        if quote:
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
+    args, start = [], 0
+    for i, ch, depth in _unquoted(text):
+        if ch == "," and depth == 0:
             args.append(text[start:i].strip())
             start = i + 1
     if text.strip():
