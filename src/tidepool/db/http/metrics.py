@@ -62,18 +62,15 @@ class HttpMetrics:
             out.append(f"# TYPE {name} {kind}")
 
         with self._lock:
-            family("tidepool_http_requests_total", "counter", "HTTP requests answered, by API.")
-            for api, n in sorted(self.requests.items()):
-                out.append(f'tidepool_http_requests_total{{api="{api}"}} {n}')
-            family("tidepool_http_errors_total", "counter", "HTTP requests answered with an error status, by API.")
-            for api, n in sorted(self.errors.items()):
-                out.append(f'tidepool_http_errors_total{{api="{api}"}} {n}')
-            family("tidepool_http_data_in_bytes_total", "counter", "Request body bytes received, by API.")
-            for api, n in sorted(self.data_in.items()):
-                out.append(f'tidepool_http_data_in_bytes_total{{api="{api}"}} {n}')
-            family("tidepool_http_data_out_bytes_total", "counter", "Response body bytes sent, by API.")
-            for api, n in sorted(self.data_out.items()):
-                out.append(f'tidepool_http_data_out_bytes_total{{api="{api}"}} {n}')
+            for name, help_text, counts in (
+                ("tidepool_http_requests_total", "HTTP requests answered, by API.", self.requests),
+                ("tidepool_http_errors_total", "HTTP requests answered with an error status, by API.", self.errors),
+                ("tidepool_http_data_in_bytes_total", "Request body bytes received, by API.", self.data_in),
+                ("tidepool_http_data_out_bytes_total", "Response body bytes sent, by API.", self.data_out),
+            ):
+                family(name, "counter", help_text)
+                for api, n in sorted(counts.items()):
+                    out.append(f'{name}{{api="{api}"}} {n}')
             family("tidepool_http_points_written_total", "counter", "Points accepted by line-protocol writes.")
             out.append(f"tidepool_http_points_written_total {self.points_written}")
             family("tidepool_http_request_duration_seconds", "histogram", "Time to answer a request, by API.")
