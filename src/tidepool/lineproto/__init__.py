@@ -5,7 +5,13 @@ line is bad; `serialize_metric`/`serialize_batch` write metrics exactly as Teleg
 """
 
 from tidepool.lineproto.parse import PRECISION_FACTORS, parse, parse_points, precision_factor
-from tidepool.lineproto.serialize import SerializeError, format_float, serialize_batch, serialize_metric
+from tidepool.lineproto.serialize import (
+    InfluxSerializer,
+    SerializeError,
+    format_float,
+    serialize_batch,
+    serialize_metric,
+)
 from tidepool.lineproto.types import (
     FieldType,
     LineError,
@@ -18,6 +24,7 @@ from tidepool.lineproto.types import (
 __all__ = [
     "PRECISION_FACTORS",
     "FieldType",
+    "InfluxSerializer",
     "LineError",
     "LineProtocolError",
     "MeasurementBatch",
