@@ -10,13 +10,7 @@ from pathlib import Path
 import click
 
 from tidepool.errors import TidepoolError
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+from tidepool.netaddr import split_host_port
 
 
 @click.command()
@@ -118,7 +112,10 @@ def broker(
     from tidepool.broker.config import BrokerConfig
     from tidepool.broker.log.partition import LogConfig
 
-    host, port = _host_port(listen)
+    try:
+        host, port = split_host_port(listen, default_host="0.0.0.0")  # `:9092` is every interface, as in Kafka
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     config = BrokerConfig(
         data_dir=data_dir,
         host=host,

@@ -11,15 +11,9 @@ import click
 
 from tidepool.errors import TidepoolError
 from tidepool.logs import get_logger
+from tidepool.netaddr import split_host_port
 
 log = get_logger("db")
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
-    return host or "127.0.0.1", int(port)
 
 
 @click.command()
@@ -49,7 +43,10 @@ def db(data_dir: Path, listen: str, fsync: str, auth: bool, max_body_bytes: int 
     """Run the CnosDB-compatible time-series database (HTTP API, line protocol writes, SQL)."""
     from tidepool.db.engine import Engine, EngineConfig
 
-    host, port = _host_port(listen)
+    try:
+        host, port = split_host_port(listen, default_host="127.0.0.1")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
     try:
         engine = Engine.open(data_dir, EngineConfig(fsync=fsync, memtable_bytes=memtable_mb * 1024 * 1024))
     except OSError as exc:

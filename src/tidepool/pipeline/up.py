@@ -22,6 +22,7 @@ from types import FrameType
 
 from tidepool.errors import TidepoolError
 from tidepool.logs import get_logger
+from tidepool.netaddr import split_host_port
 from tidepool.pipeline.supervisor import Child, Supervisor
 
 log = get_logger("up")
@@ -88,13 +89,8 @@ def agent_config_text(options: UpOptions) -> str:
 """
 
 
-def _host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
 def _tcp_open(address: str) -> bool:
-    host, port = _host_port(address)
+    host, port = split_host_port(address, default_host="127.0.0.1")
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
@@ -324,7 +320,7 @@ def _print_banner(options: UpOptions, data_dir: Path) -> None:
     if options.simulate:
         lines.append(f"  simulator {options.sensors} sensors, {options.rate:g} msg/s → {options.topic}")
     lines.append(f"  data      {data_dir}  (logs in {data_dir / 'logs'})")
-    host, port = _host_port(options.db_url.split("://", 1)[-1].rstrip("/"))
+    host, port = split_host_port(options.db_url.split("://", 1)[-1].rstrip("/"), default_host="127.0.0.1")
     lines.append("query it:")
     lines.append(
         f"  tidepool sql --host {host} --port {port} -d {options.database} "
