@@ -589,28 +589,32 @@ def test_producer_state_high_watermark_and_log_start_are_right_after_sigkill(tmp
         "--fsync-interval-ms",
         "50",
     ).start()
-    client = Client(process.bootstrap)
-    create_topic(client, "state")
-    pid = client.request(
-        22, 4, {"transactional_id": None, "transaction_timeout": 60000, "producer_id": -1, "producer_epoch": -1}
-    ).producer_id
-    sequence = 0
-    last = b""
-    for _ in range(40):
-        last = records(5, pid, 0, sequence)
-        assert produce(client, "state", last).error_code == ErrorCode.none
-        sequence += 5
-    # Wait until retention has nothing left to delete, not just until its first pass: a pass during the produce
-    # loop moves the log start, and a later pass before the kill would move it again after `before` was read.
-    deadline = time.monotonic() + 30
-    before = fetch(client, "state", 199)
-    while not retention_by_bytes_is_done(tmp_path / "data" / "state-0", before.log_start_offset, 2048):
-        assert time.monotonic() < deadline, f"retention still deleting: {sorted(os.listdir(tmp_path / 'data'))}"
-        time.sleep(0.1)
+    try:  # SIGKILL in the end, and also when an assertion fails: never leave the broker running
+        client = Client(process.bootstrap)
+        create_topic(client, "state")
+        pid = client.request(
+            22, 4, {"transactional_id": None, "transaction_timeout": 60000, "producer_id": -1, "producer_epoch": -1}
+        ).producer_id
+        sequence = 0
+        last = b""
+        for _ in range(40):
+            last = records(5, pid, 0, sequence)
+            assert produce(client, "state", last).error_code == ErrorCode.none
+            sequence += 5
+        # Wait until retention has nothing left to delete, not just until its first pass: a pass during the produce
+        # loop moves the log start, and a later pass before the kill would move it again after `before` was read.
+        deadline = time.monotonic() + 30
         before = fetch(client, "state", 199)
-    assert before.log_start_offset > 0, "retention by bytes deleted head segments"
-    client.close()
-    process.kill()
+        while not retention_by_bytes_is_done(tmp_path / "data" / "state-0", before.log_start_offset, 2048):
+            assert time.monotonic() < deadline, (
+                f"retention still deleting: {sorted(os.listdir(tmp_path / 'data' / 'state-0'))}"
+            )
+            time.sleep(0.1)
+            before = fetch(client, "state", 199)
+        assert before.log_start_offset > 0, "retention by bytes deleted head segments"
+        client.close()
+    finally:
+        process.kill()
     restarted = BrokerProcess(tmp_path / "data", process.port).start()
     try:
         client = Client(restarted.bootstrap)
