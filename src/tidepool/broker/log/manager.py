@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tidepool.broker.log.partition import LogConfig, PartitionLog, write_atomically
+from tidepool.broker.log.partition import LogConfig, PartitionLog, read_number, write_atomically, write_number
 
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 LOCK_FILE = ".lock"
@@ -92,7 +92,8 @@ class LogManager:
         self.topics: dict[str, Topic] = {}
         self._load_catalog()
         marker.unlink(missing_ok=True)
-        self._next_producer_id, self._producer_id_limit = self._read_producer_ids(), 0
+        self._next_producer_id = read_number(self.data_dir / PRODUCER_IDS_FILE, default=1000)
+        self._producer_id_limit = 0
 
     def _load_catalog(self) -> None:
         try:
@@ -207,17 +208,11 @@ class LogManager:
 
     # ---- producer ids -----------------------------------------------------------------------------------------
 
-    def _read_producer_ids(self) -> int:
-        try:
-            return int((self.data_dir / PRODUCER_IDS_FILE).read_text().strip())
-        except (OSError, ValueError):
-            return 1000
-
     def allocate_producer_id(self) -> int:
         """A producer id never handed out before by this data directory (blocks are persisted before use)."""
         if self._next_producer_id >= self._producer_id_limit:
             self._producer_id_limit = self._next_producer_id + PRODUCER_ID_BLOCK
-            write_atomically(self.data_dir / PRODUCER_IDS_FILE, f"{self._producer_id_limit}\n")
+            write_number(self.data_dir / PRODUCER_IDS_FILE, self._producer_id_limit)
         pid = self._next_producer_id
         self._next_producer_id += 1
         return pid

@@ -57,7 +57,8 @@ class PartitionLog:
         self._bases: list[int] = []
         self._open_segments(clean_shutdown)
         # a crash may have truncated below a log start that DeleteRecords had just moved to the log end
-        self.log_start_offset = min(max(self._read_log_start(), self.segments[0].base_offset), self.log_end_offset)
+        stored_start = read_number(self.directory / LOG_START_FILE, default=0)
+        self.log_start_offset = min(max(stored_start, self.segments[0].base_offset), self.log_end_offset)
         self.producers = self._load_producer_state()
         self._unsynced = False
 
@@ -78,14 +79,8 @@ class PartitionLog:
         self.segments.append(segment)
         self._bases.append(segment.base_offset)
 
-    def _read_log_start(self) -> int:
-        try:
-            return int((self.directory / LOG_START_FILE).read_text().strip())
-        except (OSError, ValueError):
-            return 0
-
     def _write_log_start(self) -> None:
-        write_atomically(self.directory / LOG_START_FILE, f"{self.log_start_offset}\n")
+        write_number(self.directory / LOG_START_FILE, self.log_start_offset)
 
     def _load_producer_state(self) -> ProducerStateTable:
         table = ProducerStateTable()
@@ -313,3 +308,15 @@ def write_atomically(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_number(path: Path, default: int) -> int:
+    """The number `write_number` left in `path`; `default` if the file is missing or unreadable."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return default
+
+
+def write_number(path: Path, value: int) -> None:
+    write_atomically(path, f"{value}\n")
