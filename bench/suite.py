@@ -1095,8 +1095,9 @@ def part_pipeline(opts: Options) -> PartResult:
     count = max(10_000, round(PIPELINE_MESSAGES_FULL * opts.scale))
     duration = 5.0 if opts.scale <= 0.2 else 15.0
     rec.notes += [
-        f"Throughput: the agent and db idle and ready, {count:,} sensor readings (tutorial JSON + station_id and "
-        "time, ~107 B) are produced as fast as confluent-kafka can; timed from the first send until "
+        f"Throughput: the agent and db idle and ready, {count:,} sensor readings from the simulator's generator "
+        "(`tidepool.pipeline.sensors`: tutorial JSON + station_id and time, ~107 B) are produced as fast as "
+        "confluent-kafka can; timed from the first send until "
         "`SELECT count(*)` over HTTP sees them all. The agent runs the Telegraf config `tidepool up` writes "
         "(flush_interval 100 ms, batches of 5,000, 20,000 undelivered messages in flight); one partition.",
         f"Freshness: readings sent at a fixed rate for {duration:.0f} s while another thread polls "
