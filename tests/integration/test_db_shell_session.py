@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import termios
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +27,30 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DbServer]:
 
 def _port(server: DbServer) -> str:
     return server.url.rsplit(":", 1)[1]
+
+
+def _stuck(child: pexpect.spawn) -> str:
+    """What a shell that stopped answering was doing: terminal modes, process state, every thread's Python stack.
+
+    The child runs with PYTHONFAULTHANDLER=1, so SIGABRT makes it print its stacks (to the terminal) and die.
+    """
+    lines = []
+    try:
+        lflag = termios.tcgetattr(child.child_fd)[3]
+        lines.append(f"terminal: echo={bool(lflag & termios.ECHO)} icanon={bool(lflag & termios.ICANON)}")
+    except termios.error as exc:
+        lines.append(f"terminal: {exc}")
+    try:
+        status = Path(f"/proc/{child.pid}/status").read_text().splitlines()
+        lines += [line for line in status if line.startswith("State:")]
+        lines.append("wchan: " + Path(f"/proc/{child.pid}/wchan").read_text())
+    except OSError as exc:
+        lines.append(f"process: {exc}")
+    child.kill(signal.SIGABRT)
+    with contextlib.suppress(pexpect.TIMEOUT):
+        child.expect(pexpect.EOF, timeout=10)
+    lines.append(f"output after the last match, then the stacks:\n{child.before}")
+    return "\n".join(lines)
 
 
 def test_tutorial_session_connect_select_describe_quit(db: DbServer, tmp_path: Path) -> None:
@@ -83,10 +110,10 @@ def test_script_mode_runs_statements_and_fails_on_error(db: DbServer, tmp_path: 
 def test_password_prompt_and_unreachable_server(db: DbServer, tmp_path: Path) -> None:
     from tests.conftest import free_port
 
-    env = dict(os.environ, TIDEPOOL_SQL_HISTORY=str(tmp_path / "history"), TERM="dumb")
+    env = dict(os.environ, TIDEPOOL_SQL_HISTORY=str(tmp_path / "history"), TERM="dumb", PYTHONFAULTHANDLER="1")
     child = pexpect.spawn(
         sys.executable, ["-m", "tidepool", "sql", "--port", _port(db), "-p", "-d", "public"], env=env,
-        encoding="utf-8", timeout=20,
+        encoding="utf-8", timeout=60,
     )  # fmt: skip
     try:
         child.expect("password: ")
@@ -97,6 +124,8 @@ def test_password_prompt_and_unreachable_server(db: DbServer, tmp_path: Path) ->
         child.expect("public ❯ ")
         child.sendline("quit")
         child.expect(pexpect.EOF)
+    except pexpect.TIMEOUT:
+        raise AssertionError(f"the shell stopped answering:\n{_stuck(child)}") from None
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
