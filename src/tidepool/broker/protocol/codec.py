@@ -89,18 +89,17 @@ def decode_request(frame: bytes, ranges: Ranges) -> Request | Rejection:
 
 def encode_response(correlation_id: int, body: Any) -> bytes:
     """Frame-ready bytes (size prefix included) of a response entity and its header."""
-    out = io.BytesIO()
-    out.write(b"\x00\x00\x00\x00")
     header_cls = type(body).__header_schema__
-    _writer(header_cls)(out, header_cls(correlation_id=correlation_id))
-    _writer(type(body))(out, body)
-    data = out.getbuffer()
-    struct.pack_into(">i", data, 0, len(data) - 4)
-    return bytes(data)
+    return _frame(header_cls(correlation_id=correlation_id), body)
 
 
 def encode_request(header: Any, body: Any) -> bytes:
     """Frame-ready bytes of a request; used by tests and tools that speak to a broker directly."""
+    return _frame(header, body)
+
+
+def _frame(header: Any, body: Any) -> bytes:
+    """The size prefix, then the header entity, then the body entity."""
     out = io.BytesIO()
     out.write(b"\x00\x00\x00\x00")
     _writer(type(header))(out, header)
