@@ -34,8 +34,7 @@ def test_make_up_streams_simulated_readings_into_the_database(tmp_path: Path) ->
             time.sleep(0.5)
         first = pipeline.wait_count(1, timeout=60)
         assert first >= 1, "no simulated reading reached the database"
-        time.sleep(2)
-        assert pipeline.count() > first, "readings stopped arriving"
+        assert pipeline.wait_count(first + 1, timeout=60) > first, "readings stopped arriving"
     finally:
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C, as a person at the terminal would
         try:
