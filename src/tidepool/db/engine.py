@@ -356,16 +356,23 @@ class Engine:
             rows = sum(m.rows for m in pending)
             log.info("flushed %d rows into %d files in %.2fs", rows, len(new_files), time.monotonic() - started)
 
-    def _flush_table(self, key: tuple[str, str, str], buffer: TableBuffer) -> list[DataFile]:
-        tenant, database, table_name = key
+    def _table_layout(self, tenant: str, database: str, table_name: str) -> tuple[pa.Schema, list[str], int] | None:
+        """A table's Arrow schema, tag columns and vnode duration (in its database's time unit) as the catalog has
+        them now; None if the table or its database has been dropped."""
         with self._lock:
             db = self.catalog.tenants.get(tenant, {}).get(database)
             table = db.tables.get(table_name) if db else None
             if db is None or table is None:
-                return []
-            schema = table.arrow_schema(db.options.time_unit)
-            tags = table.tags
+                return None
             vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+            return table.arrow_schema(db.options.time_unit), table.tags, vnode
+
+    def _flush_table(self, key: tuple[str, str, str], buffer: TableBuffer) -> list[DataFile]:
+        tenant, database, table_name = key
+        layout = self._table_layout(tenant, database, table_name)
+        if layout is None:
+            return []
+        schema, tags, vnode = layout
         data = dedup(combine(buffer.chunks, schema), tags)
         return self._write_windows(tenant, database, table_name, data, tags, vnode, level=0)
 
@@ -416,14 +423,10 @@ class Engine:
 
     def _merge(self, tenant: str, database: str, table_name: str, window: int, files: list[DataFile]) -> int:
         """Replace `files` (one window) by their deduplicated rows in one file; 1 if done."""
-        with self._lock:
-            db = self.catalog.tenants.get(tenant, {}).get(database)
-            table = db.tables.get(table_name) if db else None
-            if db is None or table is None:
-                return 0
-            schema = table.arrow_schema(db.options.time_unit)
-            tags = table.tags
-            vnode = max(1, db.options.vnode_duration_ns // _UNIT_NS[db.options.time_unit])
+        layout = self._table_layout(tenant, database, table_name)
+        if layout is None:
+            return 0
+        schema, tags, vnode = layout
         files = sorted(files, key=lambda f: f.seq)
         data = dedup(self._read_files(files, schema), tags)
         outputs = self._write_windows(
