@@ -18,7 +18,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tidepool.db.catalog import write_atomically
 from tidepool.db.errors import DbError
 
 BAD_REQUEST = 400
@@ -258,12 +258,7 @@ class AuthStore:
             },
         }
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._path.with_suffix(".json.tmp")
-        with open(tmp, "w") as out:
-            json.dump(state, out, indent=1, sort_keys=True)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self._path)
+        write_atomically(self._path, json.dumps(state, indent=1, sort_keys=True).encode())
 
     # authentication ------------------------------------------------------------------------------------------
 

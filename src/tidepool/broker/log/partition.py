@@ -302,12 +302,18 @@ def _with_base(header: BatchHeader, base_offset: int) -> BatchHeader:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` so a reader (or a restart, even after a power loss) sees the old or the new text, whole."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:  # the rename itself lives in the directory: flush it too, as Kafka does for its checkpoint files
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def read_number(path: Path, default: int) -> int:
