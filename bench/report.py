@@ -121,12 +121,13 @@ def comparison_table(measurements: list[Measurement]) -> list[str]:
 
 
 def group_by_workload(measurements: list[Measurement]) -> dict[str, list[Measurement]]:
-    """Measurements grouped by workload in first-seen order; within a group tidepool comes first."""
+    """Measurements grouped by workload in first-seen order; within a group tidepool (its first setup the reference)
+    comes first, then the peers, each in the order measured."""
     groups: dict[str, list[Measurement]] = {}
     for m in measurements:
         groups.setdefault(m.workload, []).append(m)
     for group in groups.values():
-        group.sort(key=lambda m: (not m.system.startswith(TIDEPOOL), m.system))
+        group.sort(key=lambda m: not m.system.startswith(TIDEPOOL))  # stable: otherwise in the order measured
     return groups
 
 
