@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.interop.test_agent_telegraf_serializer import build_go_program
-from tidepool.agent.timeparse import TimestampError, parse_timestamp
+from tidepool.agent.timeparse import NAMED_LAYOUTS, TimestampError, parse_timestamp
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(900)]
 
@@ -78,22 +78,7 @@ func main() {
 }
 """
 
-GO_NAMED = {
-    "ansic": "Mon Jan _2 15:04:05 2006",
-    "unixdate": "Mon Jan _2 15:04:05 MST 2006",
-    "rubydate": "Mon Jan 02 15:04:05 -0700 2006",
-    "rfc822": "02 Jan 06 15:04 MST",
-    "rfc822z": "02 Jan 06 15:04 -0700",
-    "rfc850": "Monday, 02-Jan-06 15:04:05 MST",
-    "rfc1123": "Mon, 02 Jan 2006 15:04:05 MST",
-    "rfc1123z": "Mon, 02 Jan 2006 15:04:05 -0700",
-    "rfc3339": "2006-01-02T15:04:05Z07:00",
-    "rfc3339nano": "2006-01-02T15:04:05.999999999Z07:00",
-    "stamp": "Jan _2 15:04:05",
-    "stampmilli": "Jan _2 15:04:05.000",
-    "stampmicro": "Jan _2 15:04:05.000000",
-    "stampnano": "Jan _2 15:04:05.000000000",
-}
+GO_NAMED = NAMED_LAYOUTS  # the layout names Telegraf accepts, and the Go layout each stands for
 LAYOUTS = [
     "2006-01-02 15:04:05",
     "2006-01-02T15:04:05.999999999Z07:00",
