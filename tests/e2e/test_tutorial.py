@@ -19,15 +19,9 @@ import orjson
 import pytest
 
 from tests.conftest import REPO, free_port
+from tests.tutorial import tutorial_blocks
 
 pytestmark = pytest.mark.slow
-
-_BLOCK = re.compile(r"<!-- test: (?P<name>[\w-]+) -->\n```(?P<lang>\w*)\n(?P<body>.*?)\n```", re.S)
-
-
-def tutorial_blocks() -> dict[str, str]:
-    text = (REPO / "docs" / "tutorial.md").read_text()
-    return {m["name"]: m["body"] for m in _BLOCK.finditer(text)}
 
 
 class Tutorial:

@@ -22,26 +22,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port
+from tests.tutorial import TUTORIAL_TELEGRAF_CONF
 from tidepool.broker.process import BrokerProcess
 
 pytestmark = pytest.mark.timeout(180)
 
-TUTORIAL = """[[inputs.kafka_consumer]]
-  brokers = ["127.0.0.1:9092"]
-  topics = ["oceanic"]
-  data_format = "json"
-
-[[outputs.http]]
-  url = "http://127.0.0.1:8902/api/v1/write?db=public"
-  timeout = "5s"
-  method = "POST"
-  username = "root"
-  password = ""
-  data_format = "influx"
-  use_batch_format = true
-  content_encoding = "identity"
-  idle_conn_timeout = 10
-"""
+TUTORIAL = TUTORIAL_TELEGRAF_CONF
 
 SINK = r"""
 import os, sys

@@ -7,27 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.tutorial import TUTORIAL_TELEGRAF_CONF
 from tidepool.agent.config import AgentConfig, load, load_text, strip_comments, substitute_env
 from tidepool.agent.options import ConfigError, parse_duration, parse_size
 from tidepool.agent.runner import build
 
-TUTORIAL = """
-[[inputs.kafka_consumer]]
-  brokers = ["127.0.0.1:9092"]
-  topics = ["oceanic"]
-  data_format = "json"
-
-[[outputs.http]]
-  url = "http://127.0.0.1:8902/api/v1/write?db=public"
-  timeout = "5s"
-  method = "POST"
-  username = "root"
-  password = ""
-  data_format = "influx"
-  use_batch_format = true
-  content_encoding = "identity"
-  idle_conn_timeout = 10
-"""
+TUTORIAL = "\n" + TUTORIAL_TELEGRAF_CONF
 
 
 def _config(text: str, environ: dict[str, str] | None = None) -> AgentConfig:
